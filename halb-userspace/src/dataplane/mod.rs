@@ -1,0 +1,8 @@
+//! The XDP datapath as the agent sees it: the bpffs it pins into, loading
+//! and attaching the program, and typed access to its maps.
+
+pub mod bpffs;
+pub mod loader;
+pub mod maps;
+
+pub use loader::{AttachedDatapath, DataplaneError};

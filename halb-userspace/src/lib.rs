@@ -1,0 +1,7 @@
+//! The halb agent as a library: the `halb` binary is a thin CLI over it, and
+//! the integration tests use the same code to read what the agent pinned.
+
+pub mod agent;
+pub mod config;
+pub mod dataplane;
+pub mod logging;

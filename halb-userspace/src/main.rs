@@ -1,0 +1,64 @@
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use halb::{agent, config, dataplane::maps, logging};
+
+mod cli;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => exit_code(run(&config)),
+        Command::Counters { pin_dir } => exit_code(counters(&pin_dir)),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    logging::init();
+    let config = config::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    runtime.block_on(agent::run(config))?;
+    Ok(())
+}
+
+fn counters(pin_dir: &std::path::Path) -> anyhow::Result<()> {
+    let c = maps::read_rx_counters(pin_dir)?;
+    println!("packets   {}", c.packets);
+    println!("bytes     {}", c.bytes);
+    println!("ipv4      {}", c.ipv4);
+    println!("ipv6      {}", c.ipv6);
+    println!("arp       {}", c.arp);
+    println!("other_l3  {}", c.other_l3);
+    println!("truncated {}", c.truncated);
+    Ok(())
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("halb: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The halb agent run as a real process inside a namespace, with its own
+//! config file and bpffs pin folder, both removed when it is dropped.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    netns::{NetNs, unique_name},
+    process::ChildGuard,
+};
+
+/// The `halb` binary: `$HALB_BIN` (set by `cargo xtask test`), else the one
+/// cargo built next to this test executable.
+pub fn halb_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("HALB_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/halb
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("halb"))
+        .expect("test executable has a target folder");
+    assert!(
+        candidate.exists(),
+        "no halb binary at {}: run the tests with `cargo xtask test`, or `cargo build -p halb-userspace` first",
+        candidate.display()
+    );
+    candidate
+}
+
+/// Where bpffs is mounted; the agent mounts it if missing.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// A running `halb run`.
+pub struct Agent {
+    // Field order is drop order: stop the process before removing its files.
+    pub process: ChildGuard,
+    pub pin_dir: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts halb in `ns` with the config `make_config(pin_dir)` returns,
+    /// `pin_dir` being a fresh folder in bpffs for this agent alone.
+    pub fn start(ns: &NetNs, role: &str, make_config: impl FnOnce(&Path) -> String) -> Self {
+        let name = unique_name(role);
+        let pin_dir = Path::new(BPFFS).join(&name);
+        Self::start_named(ns, &name, &halb_bin(), pin_dir, false, make_config)
+    }
+
+    /// Like [`Agent::start`] with a chosen binary and pin folder; `echo`
+    /// prints its log.
+    pub fn start_named(
+        ns: &NetNs,
+        name: &str,
+        halb: &Path,
+        pin_dir: PathBuf,
+        echo: bool,
+        make_config: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let config_path = std::env::temp_dir().join(format!("{name}.toml"));
+        std::fs::write(&config_path, make_config(&pin_dir))
+            .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
+        let mut command = ns.command(halb.to_str().expect("UTF-8 path"));
+        command.arg("run").arg("--config").arg(&config_path).env(
+            "RUST_LOG",
+            std::env::var("HALB_TEST_LOG").unwrap_or("info".into()),
+        );
+        Self {
+            process: ChildGuard::spawn(name, command, echo),
+            pin_dir,
+            config_path,
+        }
+    }
+
+    /// Waits until the agent logs `needle`; panics with its log on timeout.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        self.process
+            .lines()
+            .wait_for(needle, timeout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "halb did not log {needle:?} within {timeout:?}; its log:\n{}",
+                    self.process.lines().snapshot().join("\n")
+                )
+            })
+    }
+
+    /// Waits until the datapath is attached.
+    pub fn wait_attached(&self) {
+        self.wait_for_log("datapath attached", Duration::from_secs(20));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
+        let _ = std::fs::remove_file(&self.config_path);
+        // A clean stop unpins; after a crash (or a kill in a test) the pins remain.
+        if self.pin_dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.pin_dir);
+        }
+    }
+}

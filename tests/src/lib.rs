@@ -1,0 +1,12 @@
+//! Test harness for halb: network namespaces, topologies built from veth
+//! pairs and bridges, processes that die with the test, and the agent run
+//! as a real process. The integration tests and `cargo xtask run`'s lab
+//! both build on it.
+//!
+//! Helpers panic with context instead of returning errors: a failing test
+//! then points at the step that failed, and unwinding still runs every Drop.
+
+pub mod agent;
+pub mod netns;
+pub mod process;
+pub mod topo;

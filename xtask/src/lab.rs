@@ -1,0 +1,244 @@
+//! The embedded lab: a client, two balancer nodes running halb and three
+//! web backends on one LAN, up until Ctrl-C, then torn down completely.
+//!
+//! ```text
+//!  client .10    lb1 .2 (halb)   lb2 .3 (halb)   web1 .11  web2 .12  web3 .13
+//!     |              |               |              |         |         |
+//!  ---+--------------+---------------+--------------+---------+---------+---
+//!                  br0 in halb-lab-sw: 198.18.0.0/24, 2001:db8::/64
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use anyhow::{Result, bail};
+use halb_tests::{
+    agent::{Agent, BPFFS},
+    netns::NetNs,
+    process::ChildGuard,
+    topo::{HOST_IF, Lan},
+};
+
+use crate::build::Binaries;
+
+/// Every namespace and pin folder of the lab starts with this.
+const LAB: &str = "halb-lab";
+
+struct Node {
+    role: &'static str,
+    v4: &'static str,
+    v6: &'static str,
+}
+
+const CLIENT: Node = Node {
+    role: "client",
+    v4: "198.18.0.10",
+    v6: "2001:db8::10",
+};
+const BALANCERS: [Node; 2] = [
+    Node {
+        role: "lb1",
+        v4: "198.18.0.2",
+        v6: "2001:db8::2",
+    },
+    Node {
+        role: "lb2",
+        v4: "198.18.0.3",
+        v6: "2001:db8::3",
+    },
+];
+const WEBS: [Node; 3] = [
+    Node {
+        role: "web1",
+        v4: "198.18.0.11",
+        v6: "2001:db8::11",
+    },
+    Node {
+        role: "web2",
+        v4: "198.18.0.12",
+        v6: "2001:db8::12",
+    },
+    Node {
+        role: "web3",
+        v4: "198.18.0.13",
+        v6: "2001:db8::13",
+    },
+];
+/// Reserved for the virtual service once the datapath and VRRP land.
+const VIP: &str = "198.18.0.100";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn run(bins: &Binaries) -> Result<()> {
+    if let Some(stale) = lab_namespaces().first() {
+        bail!(
+            "namespace {stale} exists: a lab is running, or one was killed; stop it, or clean up with `cargo xtask run --clean`"
+        );
+    }
+    // SAFETY: the handler only stores to an atomic. Handlers reset on exec,
+    // so children (halb, halb-web) keep their own signal handling.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            request_stop as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            request_stop as *const () as libc::sighandler_t,
+        );
+    }
+
+    // Declared in teardown order, last first: processes, then hosts, then the switch.
+    let mut lan = Lan::with_switch(NetNs::named(&format!("{LAB}-sw")));
+    let mut attach = |node: &Node| {
+        let ns = NetNs::named(&format!("{LAB}-{}", node.role));
+        lan.attach(
+            ns,
+            &[&format!("{}/24", node.v4), &format!("{}/64", node.v6)],
+        )
+    };
+    let client = attach(&CLIENT);
+    let balancers: Vec<_> = BALANCERS.iter().map(&mut attach).collect();
+    let webs: Vec<_> = WEBS.iter().map(&mut attach).collect();
+
+    let mut web_processes = Vec::new();
+    for (node, host) in WEBS.iter().zip(&webs) {
+        let mut command = host.ns.command(bins.web.to_str().expect("UTF-8 path"));
+        command.args([
+            node.role,
+            &format!("{}:80", node.v4),
+            &format!("[{}]:80", node.v6),
+        ]);
+        web_processes.push(ChildGuard::spawn(node.role, command, false));
+    }
+    let mut agents = Vec::new();
+    for (node, host) in BALANCERS.iter().zip(&balancers) {
+        let name = format!("{LAB}-{}", node.role);
+        let pin_dir = Path::new(BPFFS).join(&name);
+        let agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
+            format!(
+                "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n",
+                pin_dir.display()
+            )
+        });
+        agent.wait_attached();
+        agents.push(agent);
+    }
+    for (node, web) in WEBS.iter().zip(&web_processes) {
+        if web
+            .lines()
+            .wait_for("listening", Duration::from_secs(5))
+            .is_none()
+        {
+            bail!("{} did not start: {:?}", node.role, web.lines().snapshot());
+        }
+    }
+
+    print_guide(bins, &client.ns, &agents);
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        for (node, agent) in BALANCERS.iter().zip(agents.iter_mut()) {
+            if let Some(status) = agent.process.try_exit_status() {
+                eprintln!("lab: halb on {} exited ({status}); tearing down", node.role);
+                STOP.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    eprintln!("lab: tearing down");
+    drop(agents);
+    drop(web_processes);
+    drop((client, balancers, webs, lan));
+    let left = lab_namespaces();
+    if !left.is_empty() {
+        bail!("namespaces left behind: {left:?}");
+    }
+    eprintln!("lab: stopped; no namespace, link, pinned map or process left");
+    Ok(())
+}
+
+fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
+    let halb = bins.halb.display();
+    let lb1_pins = agents[0].pin_dir.display();
+    let c = client.name();
+    println!(
+        "
+halb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64
+  client  {c}  {cv4}
+  lb1     {LAB}-lb1     {l1}  halb, maps pinned in {lb1_pins}
+  lb2     {LAB}-lb2     {l2}  halb, maps pinned in {lb2_pins}
+  web1-3  {LAB}-web1..3 {w1} .. {w3}  HTTP on :80, answers its own name
+
+Try, as root in another terminal:
+  ip netns exec {c} curl -s http://{w1}/             # web1 answers: web1
+  ip netns exec {c} ping -c 3 {l1}                     # crosses lb1's XDP program
+  bpftool map dump pinned {lb1_pins}/HALB_STATS     # per-CPU counters, by field name
+  {halb} counters --pin-dir {lb1_pins}
+  bpftool prog show name halb_xdp                    # the loaded XDP program(s)
+  ip -n {LAB}-lb1 link show eth0                   # 'prog/xdp id N' on lb1's eth0
+
+Not yet: the virtual service on {VIP} (datapath and VRRP issues).
+Ctrl-C tears everything down.
+",
+        cv4 = CLIENT.v4,
+        l1 = BALANCERS[0].v4,
+        l2 = BALANCERS[1].v4,
+        lb2_pins = agents[1].pin_dir.display(),
+        w1 = WEBS[0].v4,
+        w3 = WEBS[2].v4,
+    );
+}
+
+/// Namespaces whose name says they belong to the lab.
+fn lab_namespaces() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{LAB}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes what a killed lab left: its processes die with their namespaces'
+/// interfaces unreachable, so kill them, then delete namespaces and pins.
+pub fn clean() -> Result<()> {
+    for ns in lab_namespaces() {
+        let pids = std::process::Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill with a pid read from the kernel; at worst ESRCH.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for ns in lab_namespaces() {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+        eprintln!("lab: deleted namespace {ns}");
+    }
+    for entry in std::fs::read_dir(BPFFS).into_iter().flatten().flatten() {
+        let path: PathBuf = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(LAB) {
+            std::fs::remove_dir_all(&path)?;
+            eprintln!("lab: removed {}", path.display());
+        }
+    }
+    Ok(())
+}

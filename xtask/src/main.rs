@@ -1,0 +1,63 @@
+//! `cargo xtask VERB`: the project's only entry points. Every verb that
+//! builds first makes sure the eBPF toolchain is installed.
+
+mod build;
+mod cmd;
+mod lab;
+mod privilege;
+mod run;
+mod test;
+mod toolchain;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test halb")]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Without arguments: start the lab (namespaces, halb, web backends)
+    /// until Ctrl-C. With `-- ARGS`: run `halb run ARGS` on this host.
+    Run {
+        /// Remove what a lab that was killed left behind, then exit.
+        #[arg(long)]
+        clean: bool,
+        /// Arguments for `halb run`, after `--` (e.g. `-- --config halb.toml`).
+        #[arg(last = true)]
+        halb_args: Vec<String>,
+    },
+    /// Lint, build, and run every test (unit and network-namespace integration).
+    Test {
+        /// Passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(last = true)]
+        test_args: Vec<String>,
+    },
+    /// Check (and install) the eBPF toolchain only.
+    Toolchain,
+    /// The lab's privileged half; `run` starts it (under sudo when not root).
+    #[command(hide = true)]
+    Lab {
+        #[arg(long)]
+        halb: std::path::PathBuf,
+        #[arg(long)]
+        web: std::path::PathBuf,
+    },
+    /// The privileged half of `run --clean`.
+    #[command(hide = true)]
+    LabClean,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().verb {
+        Verb::Run { clean: true, .. } => privilege::xtask_as_root(&["lab-clean".into()]),
+        Verb::Run { halb_args, .. } => run::run(&halb_args),
+        Verb::Test { test_args } => test::run(&test_args),
+        Verb::Toolchain => toolchain::ensure(),
+        Verb::Lab { halb, web } => lab::run(&build::Binaries { halb, web }),
+        Verb::LabClean => lab::clean(),
+    }
+}

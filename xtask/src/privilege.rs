@@ -1,0 +1,43 @@
+//! Namespaces, XDP and bpffs need root. xtask builds as the invoking user
+//! and runs only the privileged half as root, through sudo when needed.
+
+use std::{ffi::OsString, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use crate::cmd;
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command for `program` that runs as root: itself when we are root,
+/// else `sudo -E program` (with PATH kept, so cargo and bpftool resolve).
+pub fn command(program: impl Into<OsString>) -> Command {
+    let program = program.into();
+    if is_root() {
+        return Command::new(program);
+    }
+    let mut command = Command::new("sudo");
+    command
+        .arg("-E")
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(program);
+    command
+}
+
+/// Re-runs this xtask binary as root with `args`.
+pub fn xtask_as_root(args: &[OsString]) -> Result<()> {
+    let exe = std::env::current_exe().context("locate the xtask binary")?;
+    cmd::run(command(exe).args(args))
+}
+
+/// The value for cargo's `CARGO_TARGET_<TRIPLE>_RUNNER` that runs test
+/// binaries as root, or None when we are root already.
+pub fn test_runner() -> Option<&'static str> {
+    (!is_root()).then_some("sudo -E")
+}
