@@ -12,14 +12,8 @@ pub struct Binaries {
     pub web: PathBuf,
 }
 
-#[derive(Clone, Copy)]
-pub enum Profile {
-    Debug,
-    Release,
-}
-
 /// Builds `halb` (with its embedded XDP program) and `halb-web`.
-pub fn binaries(profile: Profile) -> Result<Binaries> {
+pub fn binaries() -> Result<Binaries> {
     let mut command = Command::new("cargo");
     command.args([
         "build",
@@ -32,14 +26,8 @@ pub fn binaries(profile: Profile) -> Result<Binaries> {
         "--bin",
         "halb-web",
     ]);
-    if let Profile::Release = profile {
-        command.arg("--release");
-    }
     cmd::run(&mut command)?;
-    let dir = target_dir()?.join(match profile {
-        Profile::Debug => "debug",
-        Profile::Release => "release",
-    });
+    let dir = target_dir()?.join("debug");
     Ok(Binaries {
         halb: dir.join("halb"),
         web: dir.join("halb-web"),

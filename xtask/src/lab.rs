@@ -10,7 +10,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -22,7 +21,7 @@ use halb_tests::{
     topo::{HOST_IF, Lan},
 };
 
-use crate::build::Binaries;
+use crate::{build::Binaries, signals};
 
 /// Every namespace and pin folder of the lab starts with this.
 const LAB: &str = "halb-lab";
@@ -70,30 +69,13 @@ const WEBS: [Node; 3] = [
 /// Reserved for the virtual service once the datapath and VRRP land.
 const VIP: &str = "198.18.0.100";
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn request_stop(_signal: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 pub fn run(bins: &Binaries) -> Result<()> {
     if let Some(stale) = lab_namespaces().first() {
         bail!(
             "namespace {stale} exists: a lab is running, or one was killed; stop it, or clean up with `cargo xtask run --clean`"
         );
     }
-    // SAFETY: the handler only stores to an atomic. Handlers reset on exec,
-    // so children (halb, halb-web) keep their own signal handling.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            request_stop as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            request_stop as *const () as libc::sighandler_t,
-        );
-    }
+    signals::catch_stop();
 
     // Declared in teardown order, last first: processes, then hosts, then the switch.
     let mut lan = Lan::with_switch(NetNs::named(&format!("{LAB}-sw")));
@@ -142,12 +124,12 @@ pub fn run(bins: &Binaries) -> Result<()> {
     }
 
     print_guide(bins, &client.ns, &agents);
-    while !STOP.load(Ordering::SeqCst) {
+    while !signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(200));
         for (node, agent) in BALANCERS.iter().zip(agents.iter_mut()) {
             if let Some(status) = agent.process.try_exit_status() {
                 eprintln!("lab: halb on {} exited ({status}); tearing down", node.role);
-                STOP.store(true, Ordering::SeqCst);
+                signals::request_stop();
             }
         }
     }
@@ -164,35 +146,61 @@ pub fn run(bins: &Binaries) -> Result<()> {
 }
 
 fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
-    let halb = bins.halb.display();
-    let lb1_pins = agents[0].pin_dir.display();
     let c = client.name();
-    println!(
-        "
-halb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64
-  client  {c}  {cv4}
-  lb1     {LAB}-lb1     {l1}  halb, maps pinned in {lb1_pins}
-  lb2     {LAB}-lb2     {l2}  halb, maps pinned in {lb2_pins}
-  web1-3  {LAB}-web1..3 {w1} .. {w3}  HTTP on :80, answers its own name
-
-Try, as root in another terminal:
-  ip netns exec {c} curl -s http://{w1}/             # web1 answers: web1
-  ip netns exec {c} ping -c 3 {l1}                     # crosses lb1's XDP program
-  bpftool map dump pinned {lb1_pins}/HALB_STATS     # per-CPU counters, by field name
-  {halb} counters --pin-dir {lb1_pins}
-  bpftool prog show name halb_xdp                    # the loaded XDP program(s)
-  ip -n {LAB}-lb1 link show eth0                   # 'prog/xdp id N' on lb1's eth0
-
-Not yet: the virtual service on {VIP} (datapath and VRRP issues).
-Ctrl-C tears everything down.
-",
-        cv4 = CLIENT.v4,
-        l1 = BALANCERS[0].v4,
-        l2 = BALANCERS[1].v4,
-        lb2_pins = agents[1].pin_dir.display(),
-        w1 = WEBS[0].v4,
-        w3 = WEBS[2].v4,
-    );
+    let lb1_pins = agents[0].pin_dir.display();
+    let try_lines = [
+        (
+            format!("ip netns exec {c} curl -s http://{}/", WEBS[0].v4),
+            "web1 answers: web1",
+        ),
+        (
+            format!("ip netns exec {c} ping -c 3 {}", BALANCERS[0].v4),
+            "crosses lb1's XDP program",
+        ),
+        (
+            format!("bpftool map dump pinned {lb1_pins}/HALB_STATS"),
+            "per-CPU counters, by field name",
+        ),
+        (
+            format!("{} counters --pin-dir {lb1_pins}", bins.halb.display()),
+            "the same, summed",
+        ),
+        (
+            "bpftool prog show name halb_xdp".to_owned(),
+            "the loaded XDP programs",
+        ),
+        (
+            format!("ip -n {LAB}-lb1 -d link show {HOST_IF}"),
+            "'prog/xdp id N': attached in native mode",
+        ),
+    ];
+    let width = try_lines.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    println!("\nhalb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64");
+    println!("  {:<7} {:<16} {}", "client", c, CLIENT.v4);
+    for (node, agent) in BALANCERS.iter().zip(agents) {
+        println!(
+            "  {:<7} {:<16} {:<12} halb, maps pinned in {}",
+            node.role,
+            format!("{LAB}-{}", node.role),
+            node.v4,
+            agent.pin_dir.display()
+        );
+    }
+    for node in &WEBS {
+        println!(
+            "  {:<7} {:<16} {:<12} HTTP on :80, answers {:?}",
+            node.role,
+            format!("{LAB}-{}", node.role),
+            node.v4,
+            node.role
+        );
+    }
+    println!("\nTry, as root in another terminal:");
+    for (command, what) in &try_lines {
+        println!("  {command:<width$}   # {what}");
+    }
+    println!("\nNot yet: the virtual service on {VIP} (datapath and VRRP issues).");
+    println!("Ctrl-C tears everything down.\n");
 }
 
 /// Namespaces whose name says they belong to the lab.

@@ -6,8 +6,11 @@ mod cmd;
 mod lab;
 mod privilege;
 mod run;
+mod signals;
 mod test;
 mod toolchain;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -51,8 +54,18 @@ enum Verb {
     LabClean,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().verb {
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().verb) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(verb: Verb) -> anyhow::Result<()> {
+    match verb {
         Verb::Run { clean: true, .. } => privilege::xtask_as_root(&["lab-clean".into()]),
         Verb::Run { halb_args, .. } => run::run(&halb_args),
         Verb::Test { test_args } => test::run(&test_args),

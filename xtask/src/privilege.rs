@@ -5,7 +5,7 @@ use std::{ffi::OsString, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::cmd;
+use crate::{cmd, signals};
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -30,9 +30,11 @@ pub fn command(program: impl Into<OsString>) -> Command {
     command
 }
 
-/// Re-runs this xtask binary as root with `args`.
+/// Re-runs this xtask binary as root with `args`, and waits for it even
+/// through Ctrl-C, which the child handles.
 pub fn xtask_as_root(args: &[OsString]) -> Result<()> {
     let exe = std::env::current_exe().context("locate the xtask binary")?;
+    signals::catch_stop();
     cmd::run(command(exe).args(args))
 }
 

@@ -2,14 +2,11 @@
 
 use anyhow::Result;
 
-use crate::{
-    build::{self, Profile},
-    cmd, privilege, toolchain,
-};
+use crate::{build, cmd, privilege, signals, toolchain};
 
 pub fn run(halb_args: &[String]) -> Result<()> {
     toolchain::ensure()?;
-    let bins = build::binaries(Profile::Debug)?;
+    let bins = build::binaries()?;
     if halb_args.is_empty() {
         return privilege::xtask_as_root(&[
             "lab".into(),
@@ -19,5 +16,7 @@ pub fn run(halb_args: &[String]) -> Result<()> {
             bins.web.into(),
         ]);
     }
+    // halb handles Ctrl-C itself (detach, unpin); wait for it to finish.
+    signals::catch_stop();
     cmd::run(privilege::command(&bins.halb).arg("run").args(halb_args))
 }

@@ -4,16 +4,13 @@ use std::{collections::BTreeSet, process::Command, time::Instant};
 
 use anyhow::{Result, bail};
 
-use crate::{
-    build::{self, Profile},
-    cmd, privilege, toolchain,
-};
+use crate::{build, cmd, privilege, toolchain};
 
 pub fn run(test_args: &[String]) -> Result<()> {
     let started = Instant::now();
     toolchain::ensure()?;
     lint()?;
-    let bins = build::binaries(Profile::Debug)?;
+    let bins = build::binaries()?;
 
     let before = leftovers();
     let mut command = Command::new("cargo");

@@ -110,3 +110,21 @@ impl<'a> Positions<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every shipped example must stay valid.
+    #[test]
+    fn examples_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                super::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no example config in {}", dir.display());
+    }
+}

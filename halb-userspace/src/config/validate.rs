@@ -72,7 +72,12 @@ impl Errors<'_, '_> {
 }
 
 fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {
-    let interfaces_span = raw.interfaces.span();
+    if raw.interfaces.get_ref().is_empty() {
+        errors.at(
+            raw.interfaces.span(),
+            "no interface to attach the datapath to: list at least one, e.g. interfaces = [\"eth0\"]",
+        );
+    }
     let mut interfaces = Vec::new();
     let mut seen = HashSet::new();
     for name in raw.interfaces.into_inner() {
@@ -93,12 +98,6 @@ fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {
         } else {
             interfaces.push(name);
         }
-    }
-    if seen.is_empty() {
-        errors.at(
-            interfaces_span,
-            "no interface to attach the datapath to: list at least one, e.g. interfaces = [\"eth0\"]",
-        );
     }
 
     let xdp_mode = match raw.xdp_mode {
