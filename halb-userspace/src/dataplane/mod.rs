@@ -3,6 +3,7 @@
 
 pub mod bpffs;
 pub mod loader;
+pub mod maglev;
 pub mod maps;
 
 pub use loader::{AttachedDatapath, DataplaneError};
