@@ -2,8 +2,13 @@
 //!
 //! Every map key and value is defined here once, `#[repr(C)]`, with explicit
 //! padding and a pinned size, so the kernel and userspace can never disagree
-//! on a layout.
+//! on a layout. Fields holding network-order values end in `_be`.
 #![no_std]
 
+pub mod addr;
+pub mod backend;
+pub mod flow;
+pub mod hash;
 pub mod maps;
+pub mod service;
 pub mod stats;

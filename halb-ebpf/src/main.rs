@@ -1,33 +1,111 @@
-//! halb's XDP program: entry points only; each stage lives in its own module.
+//! halb's XDP program: the entry point and the order of stages; each stage
+//! lives in its own module.
+//!
+//! parse -> (fragment? ICMP?) -> service lookup -> backend choice ->
+//! NAT or DSR rewrite -> next hop -> verdict; and for packets that are no
+//! service's: a backend's reply to translate back, or the kernel.
 #![no_std]
 #![no_main]
 
+mod clock;
+mod csum;
+mod dsr;
+mod fib;
+mod icmp;
+mod lookup;
 mod maps;
+mod nat;
 mod parse;
+mod rewrite;
+mod select;
 mod stats;
+mod verdict;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use aya_log_ebpf::info;
+use halb_common::{
+    addr::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    service::{MODE_DSR, SERVICE_F_LAYER7},
+};
+use parse::Packet;
+use verdict::{Drop, Pass, Verdict};
 
-/// Runs on every packet received on an interface halb is attached to.
-///
-/// Today it classifies and counts every packet and hands it to the kernel
-/// stack unchanged (XDP_PASS); service lookup and forwarding come next.
 #[xdp]
 pub fn halb_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let l3 = parse::eth::ethertype(&ctx);
-    if stats::count_rx(len, l3) == stats::FirstOnCpu::Yes {
-        // Once per CPU, not per packet: proves the datapath (and its log
-        // channel) is alive without flooding the ring buffer.
-        info!(
-            &ctx,
-            "datapath active: first packet on cpu {} from ifindex {}",
-            stats::cpu(),
-            ctx.ingress_ifindex() as u32
-        );
+    if stats::count_rx(len, parse::eth::ethertype(&ctx)) == stats::FirstOnCpu::Yes {
+        log_first_packet(&ctx);
     }
-    xdp_action::XDP_PASS
+    let verdict = process(&ctx, len).unwrap_or_else(|v| v);
+    stats::count_verdict(&verdict);
+    verdict.action()
+}
+
+// verifier: the stack of a call chain may not exceed 512 bytes, so this
+// entry stage stays small and each path below is a function of its own
+// (their frames are siblings, not added up).
+#[inline(always)]
+fn process(ctx: &XdpContext, len: u64) -> Result<Verdict, Verdict> {
+    let pkt = parse::packet(ctx)?;
+    if pkt.fragment != 0 {
+        // Services need whole packets; other fragments are the kernel's.
+        return Err(if lookup::is_vip(pkt) {
+            Verdict::Drop(Drop::Fragment)
+        } else {
+            Verdict::Pass(Pass::Fragment)
+        });
+    }
+    match pkt.proto {
+        // Not a service's: maybe a backend's reply. The two paths are
+        // called one after the other, never one from the other (stack).
+        PROTO_TCP | PROTO_UDP => match to_service(ctx, pkt, len) {
+            Err(Verdict::Pass(Pass::NotService)) => reply(ctx, pkt),
+            verdict => verdict,
+        },
+        PROTO_ICMP | PROTO_ICMPV6 => icmp::to_backend(ctx, pkt),
+        _ => Err(Verdict::Pass(Pass::NotService)),
+    }
+}
+
+/// TCP or UDP to a service: pick a backend and forward.
+#[inline(never)]
+fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdict> {
+    let svc = lookup::service(pkt).ok_or(Verdict::Pass(Pass::NotService))?;
+    if svc.flags & SERVICE_F_LAYER7 != 0 {
+        return Err(Verdict::Pass(Pass::Layer7));
+    }
+    let key = lookup::flow_key(pkt);
+    let choice = select::backend(pkt, &key, &svc)?;
+    stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
+    if svc.mode == MODE_DSR {
+        if choice.new_flow {
+            select::track(pkt, &key, &choice, 0)?;
+        }
+        return dsr::forward(ctx, pkt, &choice);
+    }
+    nat::forward(ctx, pkt, &key, &svc, &choice)
+}
+
+/// Not a service's packet: a backend's reply to a NAT flow, or the kernel's.
+// verifier: kept apart from to_service, so their frames do not add up.
+#[inline(never)]
+fn reply(ctx: &XdpContext, pkt: &Packet) -> Result<Verdict, Verdict> {
+    let entry = lookup::nat_reply(pkt).ok_or(Verdict::Pass(Pass::NotService))?;
+    nat::reply(ctx, pkt, &entry)
+}
+
+/// Once per CPU, not per packet: shows the datapath (and its log channel)
+/// is alive without flooding the ring buffer.
+// verifier: kept out of line; inlined, the log macro's size-class loop was
+// laid out as the program's last instructions without an exit (LLVM 22).
+#[inline(never)]
+fn log_first_packet(ctx: &XdpContext) {
+    info!(
+        ctx,
+        "datapath active: first packet on cpu {} from ifindex {}",
+        stats::cpu(),
+        ctx.ingress_ifindex() as u32
+    );
 }
 
 #[cfg(not(test))]

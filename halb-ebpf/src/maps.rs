@@ -1,8 +1,82 @@
 //! The maps the XDP program reads and writes, declared with BTF so that
-//! `bpftool map dump` prints keys and values by field name.
+//! `bpftool map dump` prints keys and values by field name, and the
+//! globals the agent sets at load time.
 
-use aya_ebpf::{btf_maps::PerCpuArray, macros::btf_map};
-use halb_common::{maps::STATS_ENTRIES, stats::PacketCounters};
+use crate::parse::Packet;
+use aya_ebpf::{
+    Global,
+    bindings::{BPF_F_NO_COMMON_LRU, bpf_fib_lookup as FibParams},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use halb_common::{
+    backend::Backend,
+    flow::{Flow, FlowKey, NatEntry},
+    maps::{
+        DEFAULT_NAT_PORT_MAX, DEFAULT_NAT_PORT_MIN, DEFAULT_RING_SIZE,
+        DEFAULT_TCP_CLOSING_TIMEOUT_NS, DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS,
+        MAX_BACKENDS, MAX_FLOWS, MAX_NAT, MAX_SERVICES, RING_ENTRIES, STATS_ENTRIES,
+    },
+    service::{Service, ServiceKey, Vip, VipKey},
+    stats::{PacketCounters, TrafficCounters, VerdictCounters},
+};
+
+/// Per-CPU LRU lists: no lock shared by all CPUs on the hot path.
+const LRU_FLAGS: usize = BPF_F_NO_COMMON_LRU as usize;
 
 #[btf_map]
 pub static HALB_STATS: PerCpuArray<PacketCounters, { STATS_ENTRIES as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static HALB_VERDICTS: PerCpuArray<VerdictCounters, { STATS_ENTRIES as usize }> =
+    PerCpuArray::new();
+
+#[btf_map]
+pub static HALB_SERVICES: HashMap<ServiceKey, Service, { MAX_SERVICES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static HALB_VIPS: HashMap<VipKey, Vip, { MAX_SERVICES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static HALB_BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
+
+#[btf_map]
+pub static HALB_RINGS: Array<u32, { RING_ENTRIES as usize }> = Array::new();
+
+#[btf_map]
+pub static HALB_FLOWS: LruHashMap<FlowKey, Flow, { MAX_FLOWS as usize }, LRU_FLAGS> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static HALB_NAT: LruHashMap<FlowKey, NatEntry, { MAX_NAT as usize }, LRU_FLAGS> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static HALB_SVC_STATS: PerCpuArray<TrafficCounters, { MAX_SERVICES as usize }> =
+    PerCpuArray::new();
+
+#[btf_map]
+pub static HALB_BE_STATS: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }> =
+    PerCpuArray::new();
+
+/// Per-CPU scratch space for the parsed packet and the route lookup's
+/// argument (not pinned: each loaded program has its own).
+// verifier: kept off the stack, whose 512 bytes the whole call chain shares.
+#[btf_map]
+pub static HALB_SCR_PKT: PerCpuArray<Packet, 1> = PerCpuArray::new();
+#[btf_map]
+pub static HALB_SCR_FIB: PerCpuArray<FibParams, 1> = PerCpuArray::new();
+
+/// Slots per Maglev ring (a prime).
+#[unsafe(no_mangle)]
+pub static HALB_RING_SIZE: Global<u32> = Global::new(DEFAULT_RING_SIZE);
+#[unsafe(no_mangle)]
+pub static HALB_TCP_TIMEOUT_NS: Global<u64> = Global::new(DEFAULT_TCP_TIMEOUT_NS);
+#[unsafe(no_mangle)]
+pub static HALB_TCP_CLOSING_TIMEOUT_NS: Global<u64> = Global::new(DEFAULT_TCP_CLOSING_TIMEOUT_NS);
+#[unsafe(no_mangle)]
+pub static HALB_UDP_TIMEOUT_NS: Global<u64> = Global::new(DEFAULT_UDP_TIMEOUT_NS);
+#[unsafe(no_mangle)]
+pub static HALB_NAT_PORT_MIN: Global<u16> = Global::new(DEFAULT_NAT_PORT_MIN);
+#[unsafe(no_mangle)]
+pub static HALB_NAT_PORT_MAX: Global<u16> = Global::new(DEFAULT_NAT_PORT_MAX);

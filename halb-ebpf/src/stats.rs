@@ -1,9 +1,14 @@
-//! Per-CPU packet counters.
+//! Per-CPU counters: packets by layer 3, verdicts by reason, traffic by
+//! service and by backend.
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use halb_common::maps::STATS_INDEX_RX;
 
-use crate::{maps::HALB_STATS, parse::eth::L3};
+use crate::{
+    maps::{HALB_BE_STATS, HALB_STATS, HALB_SVC_STATS, HALB_VERDICTS},
+    parse::eth::L3,
+    verdict::{Direction, Drop, Egress, Pass, Verdict},
+};
 
 #[derive(PartialEq, Eq)]
 pub enum FirstOnCpu {
@@ -37,6 +42,59 @@ pub fn count_rx(len: u64, l3: L3) -> FirstOnCpu {
         L3::Truncated => counters.truncated += 1,
     }
     first
+}
+
+/// Counts `verdict` under its reason.
+#[inline(always)]
+pub fn count_verdict(verdict: &Verdict) {
+    let Some(counters) = HALB_VERDICTS.get_ptr_mut(STATS_INDEX_RX) else {
+        return;
+    };
+    // SAFETY: per-CPU array slot from a successful lookup; see count_rx.
+    let c = unsafe { &mut *counters };
+    let field = match verdict {
+        Verdict::Pass(Pass::NotIp) => &mut c.pass_not_ip,
+        Verdict::Pass(Pass::NotService) => &mut c.pass_not_service,
+        Verdict::Pass(Pass::Layer7) => &mut c.pass_layer7,
+        Verdict::Pass(Pass::Ipv6Ext) => &mut c.pass_ipv6_ext,
+        Verdict::Pass(Pass::Icmp) => &mut c.pass_icmp,
+        Verdict::Pass(Pass::Fragment) => &mut c.pass_fragment,
+        Verdict::Forward(Direction::ToBackend, Egress::Tx) => &mut c.fwd_tx,
+        Verdict::Forward(Direction::ToBackend, Egress::Redirect(_)) => &mut c.fwd_redirect,
+        Verdict::Forward(Direction::Reply, Egress::Tx) => &mut c.reply_tx,
+        Verdict::Forward(Direction::Reply, Egress::Redirect(_)) => &mut c.reply_redirect,
+        Verdict::Forward(Direction::IcmpToBackend, _) => &mut c.icmp_to_backend,
+        Verdict::Drop(Drop::BadIp) => &mut c.drop_bad_ip,
+        Verdict::Drop(Drop::BadL4) => &mut c.drop_bad_l4,
+        Verdict::Drop(Drop::Fragment) => &mut c.drop_fragment,
+        Verdict::Drop(Drop::NoBackend) => &mut c.drop_no_backend,
+        Verdict::Drop(Drop::NatPorts) => &mut c.drop_nat_ports,
+        Verdict::Drop(Drop::NoRoute) => &mut c.drop_no_route,
+        Verdict::Drop(Drop::NoNeighbour) => &mut c.drop_no_neighbour,
+        Verdict::Drop(Drop::MapError) => &mut c.drop_map_error,
+    };
+    *field += 1;
+}
+
+/// Counts a packet of `len` bytes for service `service_id` and backend
+/// `backend_id`; `new_flow` when it started a flow.
+#[inline(always)]
+pub fn count_traffic(service_id: u32, backend_id: u32, len: u64, new_flow: bool) {
+    let new = new_flow as u64;
+    if let Some(c) = HALB_SVC_STATS.get_ptr_mut(service_id) {
+        // SAFETY: per-CPU array slot from a successful lookup; see count_rx.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += len;
+        c.new_flows += new;
+    }
+    if let Some(c) = HALB_BE_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: as above.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += len;
+        c.new_flows += new;
+    }
 }
 
 #[inline(always)]

@@ -77,21 +77,31 @@ impl Agent {
         }
     }
 
-    /// Waits until the agent logs `needle`; panics with its log on timeout.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        self.process
-            .lines()
-            .wait_for(needle, timeout)
-            .unwrap_or_else(|| {
+    /// Waits until the agent logs `needle`; panics with its log on timeout
+    /// or as soon as the agent exits.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let slice = Duration::from_millis(100);
+            if let Some(line) = self.process.lines().wait_for(needle, slice) {
+                return line;
+            }
+            let exited = self.process.try_exit_status();
+            if exited.is_some() || std::time::Instant::now() > deadline {
                 panic!(
-                    "halb did not log {needle:?} within {timeout:?}; its log:\n{}",
+                    "halb did not log {needle:?} ({}); its log:\n{}",
+                    match exited {
+                        Some(status) => format!("it exited: {status}"),
+                        None => format!("waited {timeout:?}"),
+                    },
                     self.process.lines().snapshot().join("\n")
-                )
-            })
+                );
+            }
+        }
     }
 
     /// Waits until the datapath is attached.
-    pub fn wait_attached(&self) {
+    pub fn wait_attached(&mut self) {
         self.wait_for_log("datapath attached", Duration::from_secs(20));
     }
 }

@@ -63,7 +63,7 @@ fn xdp_program_counts_real_packets_and_logs_through_tracing() {
     let client = lan.attach(NetNs::new("client"), &["198.18.0.10/24", "2001:db8::10/64"]);
     let lb = lan.attach(NetNs::new("lb"), &["198.18.0.2/24", "2001:db8::2/64"]);
 
-    let agent = Agent::start(&lb.ns, "lb", |pin_dir| {
+    let mut agent = Agent::start(&lb.ns, "lb", |pin_dir| {
         format!(
             "[datapath]\ninterfaces = [\"{HOST_IF}\"]\nxdp_mode = \"native\"\npin_dir = \"{}\"\n",
             pin_dir.display()

@@ -104,7 +104,7 @@ pub fn run(bins: &Binaries) -> Result<()> {
     for (node, host) in BALANCERS.iter().zip(&balancers) {
         let name = format!("{LAB}-{}", node.role);
         let pin_dir = Path::new(BPFFS).join(&name);
-        let agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
+        let mut agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
             format!(
                 "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n",
                 pin_dir.display()

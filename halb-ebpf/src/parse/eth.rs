@@ -4,6 +4,7 @@ use aya_ebpf::programs::XdpContext;
 
 use super::ptr_at;
 
+pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const ETH_P_ARP: u16 = 0x0806;

@@ -1,0 +1,78 @@
+//! Virtual services: what the XDP program looks up for each packet.
+
+use crate::addr::AddrBe;
+
+/// Key of [`crate::maps::MAP_SERVICES`]: destination address, port and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr_be: AddrBe,
+    pub port_be: u16,
+    /// [`crate::addr::PROTO_TCP`] or [`crate::addr::PROTO_UDP`].
+    pub proto: u8,
+    /// [`crate::addr::FAMILY_IPV4`] or [`crate::addr::FAMILY_IPV6`].
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
+
+/// Forwarding modes (`Service::mode`).
+pub const MODE_NAT: u8 = 0;
+pub const MODE_DSR: u8 = 1;
+
+/// `Service::flags` bits.
+/// Hand packets to the kernel stack (the userspace HTTP proxy serves them).
+pub const SERVICE_F_LAYER7: u8 = 1 << 0;
+/// Pick the backend from the source address alone.
+pub const SERVICE_F_SOURCE_AFFINITY: u8 = 1 << 1;
+/// NAT mode: rewrite only the destination; the client's address reaches the
+/// backend, whose route back must go through the balancer.
+pub const SERVICE_F_KEEP_CLIENT_ADDR: u8 = 1 << 2;
+
+/// Value of [`crate::maps::MAP_SERVICES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Index into the per-service counters.
+    pub id: u32,
+    /// Which Maglev ring in [`crate::maps::MAP_RINGS`] is live. Userspace
+    /// fills a spare ring, then switches this one field.
+    pub ring_id: u32,
+    pub mode: u8,
+    pub flags: u8,
+    pub _pad: [u8; 2],
+    /// NAT mode without `SERVICE_F_KEEP_CLIENT_ADDR`: the balancer's own
+    /// address that backends see as the source (family of the backends).
+    pub snat_addr_be: AddrBe,
+}
+const _: () = assert!(core::mem::size_of::<Service>() == 28);
+
+/// Key of [`crate::maps::MAP_VIPS`]: every address some service listens on,
+/// so fragments and ICMP errors to a VIP can be recognised without ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr_be: AddrBe,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+/// Value of [`crate::maps::MAP_VIPS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vip {
+    /// How many services use this address.
+    pub services: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), integer fields and explicit padding only.
+    unsafe impl aya::Pod for super::ServiceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Service {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Vip {}
+}

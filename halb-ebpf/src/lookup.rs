@@ -1,0 +1,69 @@
+//! Is this packet ours? Services by (VIP, port, protocol), VIPs alone for
+//! packets without ports, and NAT entries for backends' replies.
+
+use halb_common::{
+    flow::{FLOW_CLOSING, FlowKey, NatEntry},
+    service::{Service, ServiceKey, VipKey},
+};
+
+use crate::{
+    clock,
+    maps::{HALB_NAT, HALB_SERVICES, HALB_VIPS},
+    parse::Packet,
+};
+
+#[inline(always)]
+pub fn service(pkt: &Packet) -> Option<Service> {
+    let key = ServiceKey {
+        addr_be: pkt.dst,
+        port_be: pkt.dport_be,
+        proto: pkt.proto,
+        family: pkt.family,
+    };
+    // SAFETY: the value is copied out at once; hash map values may be
+    // replaced by userspace, never freed under a running program (RCU).
+    unsafe { HALB_SERVICES.get(key).copied() }
+}
+
+/// Whether some service listens on `pkt`'s destination address.
+#[inline(always)]
+pub fn is_vip(pkt: &Packet) -> bool {
+    let key = VipKey {
+        addr_be: pkt.dst,
+        family: pkt.family,
+        _pad: [0; 3],
+    };
+    HALB_VIPS.get_ptr(key).is_some()
+}
+
+/// The 5-tuple of `pkt` as a flow key.
+#[inline(always)]
+pub fn flow_key(pkt: &Packet) -> FlowKey {
+    FlowKey {
+        src_be: pkt.src,
+        dst_be: pkt.dst,
+        sport_be: pkt.sport_be,
+        dport_be: pkt.dport_be,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    }
+}
+
+/// The NAT entry a backend's reply matches, if it is live; refreshes it.
+#[inline(always)]
+pub fn nat_reply(pkt: &Packet) -> Option<NatEntry> {
+    let entry = HALB_NAT.get_ptr_mut(flow_key(pkt))?;
+    // SAFETY: a pointer from a successful lookup; concurrent writers only
+    // store whole fields, and the value is copied out before use.
+    let entry = unsafe { &mut *entry };
+    let now = clock::now();
+    if clock::expired(entry.last_seen_ns, entry.state, pkt.proto, now) {
+        return None;
+    }
+    clock::touch(&mut entry.last_seen_ns, now);
+    if clock::closes(pkt) {
+        entry.state = FLOW_CLOSING;
+    }
+    Some(*entry)
+}

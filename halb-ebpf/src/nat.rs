@@ -1,0 +1,145 @@
+//! NAT forwarding: the destination becomes the backend; in full NAT the
+//! source becomes the balancer's address with a port allocated so that no
+//! two flows share a reply tuple. Replies are translated back here too.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
+use halb_common::{
+    flow::{FLOW_OPEN, FlowKey, NatEntry},
+    hash,
+    service::{SERVICE_F_KEEP_CLIENT_ADDR, Service},
+};
+
+use crate::{
+    clock, fib,
+    maps::{HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN},
+    parse::Packet,
+    rewrite::{self, Endpoints},
+    select::{self, Choice},
+    verdict::{Direction, Drop, Verdict},
+};
+
+/// Ports tried for a new full-NAT flow before giving up.
+const PORT_TRIES: u32 = 16;
+
+/// Client -> VIP becomes (balancer or client) -> backend.
+#[inline(always)]
+pub fn forward(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    svc: &Service,
+    choice: &Choice,
+) -> Result<Verdict, Verdict> {
+    let backend = &choice.backend;
+    let keep_client = svc.flags & SERVICE_F_KEEP_CLIENT_ADDR != 0;
+    let (src, sport_be) = if keep_client {
+        (pkt.src, pkt.sport_be)
+    } else {
+        (svc.snat_addr_be, choice.nat_port_be)
+    };
+    let mut to = Endpoints {
+        src,
+        sport_be,
+        dst: backend.addr_be,
+        dport_be: backend.port_be,
+    };
+    if choice.new_flow {
+        let entry = NatEntry {
+            last_seen_ns: clock::now(),
+            client_be: pkt.src,
+            vip_be: pkt.dst,
+            client_port_be: pkt.sport_be,
+            vip_port_be: pkt.dport_be,
+            backend_id: choice.backend_id,
+            state: FLOW_OPEN,
+            _pad: [0; 7],
+        };
+        if keep_client {
+            // The reply tuple (backend -> client) is unique per client tuple.
+            let reply = reply_key(pkt, &to);
+            HALB_NAT
+                .insert(reply, entry, 0)
+                .map_err(|_| Verdict::Drop(Drop::MapError))?;
+        } else {
+            to.sport_be = allocate_port(pkt, &to, &entry)?;
+        }
+        select::track(pkt, key, choice, to.sport_be)?;
+    }
+    rewrite::l3_l4(ctx, pkt, &to)?;
+    fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len)
+        .map(|egress| Verdict::Forward(Direction::ToBackend, egress))
+}
+
+/// Backend -> (balancer or client) becomes VIP -> client.
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, pkt: &Packet, entry: &NatEntry) -> Result<Verdict, Verdict> {
+    let to = Endpoints {
+        src: entry.vip_be,
+        sport_be: entry.vip_port_be,
+        dst: entry.client_be,
+        dport_be: entry.client_port_be,
+    };
+    rewrite::l3_l4(ctx, pkt, &to)?;
+    fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len)
+        .map(|egress| Verdict::Forward(Direction::Reply, egress))
+}
+
+/// The key a backend's reply to a packet sent as `to` will carry.
+#[inline(always)]
+fn reply_key(pkt: &Packet, to: &Endpoints) -> FlowKey {
+    FlowKey {
+        src_be: to.dst,
+        dst_be: to.src,
+        sport_be: to.dport_be,
+        dport_be: to.sport_be,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Claims a source port for a new full-NAT flow towards `to.dst`: the
+/// first free one from a hash-chosen start. Claiming is an insert that
+/// fails if the reply tuple exists, so two CPUs can never take the same
+/// port; an expired claim is removed and retried.
+#[inline(always)]
+fn allocate_port(pkt: &Packet, to: &Endpoints, entry: &NatEntry) -> Result<u16, Verdict> {
+    let min = HALB_NAT_PORT_MIN.load() as u32;
+    let max = HALB_NAT_PORT_MAX.load() as u32;
+    let span = max.saturating_sub(min).wrapping_add(1);
+    let start = hash::five_tuple(&pkt.src, &pkt.dst, pkt.sport_be, pkt.dport_be, pkt.proto);
+    let now = entry.last_seen_ns;
+    let mut candidate = Endpoints {
+        src: to.src,
+        sport_be: 0,
+        dst: to.dst,
+        dport_be: to.dport_be,
+    };
+    for i in 0..PORT_TRIES {
+        // verifier: checked_rem, not `%`, which would bring a panic path in.
+        let offset = start
+            .wrapping_add(i)
+            .checked_rem(span)
+            .ok_or(Verdict::Drop(Drop::NatPorts))?;
+        let port = min.wrapping_add(offset) as u16;
+        candidate.sport_be = port.to_be();
+        let key = reply_key(pkt, &candidate);
+        if HALB_NAT.insert(key, entry, BPF_NOEXIST as u64).is_ok() {
+            return Ok(candidate.sport_be);
+        }
+        let stale = match HALB_NAT.get_ptr(key) {
+            // SAFETY: a pointer from a successful lookup, read at once.
+            Some(old) => unsafe {
+                clock::expired((*old).last_seen_ns, (*old).state, pkt.proto, now)
+            },
+            None => true,
+        };
+        if stale {
+            let _ = HALB_NAT.remove(key);
+            if HALB_NAT.insert(key, entry, BPF_NOEXIST as u64).is_ok() {
+                return Ok(candidate.sport_be);
+            }
+        }
+    }
+    Err(Verdict::Drop(Drop::NatPorts))
+}

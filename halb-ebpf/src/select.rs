@@ -1,0 +1,113 @@
+//! Which backend gets a packet: the one its tracked flow already has, or a
+//! new pick from the service's Maglev ring.
+
+use aya_ebpf::bindings::BPF_ANY;
+use halb_common::{
+    backend::{BACKEND_DRAINING, BACKEND_UP, Backend},
+    flow::{FLOW_CLOSING, FLOW_OPEN, Flow, FlowKey},
+    hash,
+    maps::NO_BACKEND,
+    service::{SERVICE_F_SOURCE_AFFINITY, Service},
+};
+
+use crate::{
+    clock,
+    maps::{HALB_BACKENDS, HALB_FLOWS, HALB_RING_SIZE, HALB_RINGS},
+    parse::Packet,
+    verdict::{Drop, Verdict},
+};
+
+pub struct Choice {
+    pub backend_id: u32,
+    pub backend: Backend,
+    /// No live flow entry existed: the caller tracks the flow.
+    pub new_flow: bool,
+    /// Full NAT: the source port the tracked flow uses towards the backend.
+    pub nat_port_be: u16,
+}
+
+#[inline(always)]
+pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Verdict> {
+    let now = clock::now();
+    if let Some(flow) = HALB_FLOWS.get_ptr_mut(key) {
+        // SAFETY: a pointer from a successful lookup; fields are plain
+        // integers, and concurrent writers only store whole fields.
+        let flow = unsafe { &mut *flow };
+        if !clock::expired(flow.last_seen_ns, flow.state, pkt.proto, now) {
+            // A flow keeps a draining backend, but one that is down (or
+            // gone) is rescheduled rather than black-holed.
+            if let Some(backend) = backend_in(flow.backend_id, BACKEND_DRAINING) {
+                clock::touch(&mut flow.last_seen_ns, now);
+                if clock::closes(pkt) {
+                    flow.state = FLOW_CLOSING;
+                }
+                return Ok(Choice {
+                    backend_id: flow.backend_id,
+                    backend,
+                    new_flow: false,
+                    nat_port_be: flow.nat_port_be,
+                });
+            }
+        }
+    }
+
+    let hash = if svc.flags & SERVICE_F_SOURCE_AFFINITY != 0 {
+        hash::source(&pkt.src)
+    } else {
+        hash::five_tuple(&pkt.src, &pkt.dst, pkt.sport_be, pkt.dport_be, pkt.proto)
+    };
+    let ring_size = HALB_RING_SIZE.load();
+    // verifier: checked_rem, not `%`, which would bring a panic path in.
+    let slot = hash
+        .checked_rem(ring_size)
+        .ok_or(Verdict::Drop(Drop::NoBackend))?;
+    let index = svc.ring_id.wrapping_mul(ring_size).wrapping_add(slot);
+    let backend_id = HALB_RINGS
+        .get(index)
+        .copied()
+        .ok_or(Verdict::Drop(Drop::NoBackend))?;
+    if backend_id == NO_BACKEND {
+        return Err(Verdict::Drop(Drop::NoBackend));
+    }
+    let backend = backend_in(backend_id, BACKEND_UP).ok_or(Verdict::Drop(Drop::NoBackend))?;
+    Ok(Choice {
+        backend_id,
+        backend,
+        new_flow: true,
+        nat_port_be: 0,
+    })
+}
+
+/// The backend `id` if its state is UP or, when `accept` is
+/// BACKEND_DRAINING, UP or DRAINING.
+#[inline(always)]
+fn backend_in(id: u32, accept: u8) -> Option<Backend> {
+    let backend = HALB_BACKENDS.get(id).copied()?;
+    let usable = backend.state == BACKEND_UP
+        || (accept == BACKEND_DRAINING && backend.state == BACKEND_DRAINING);
+    usable.then_some(backend)
+}
+
+/// Records a newly scheduled flow.
+#[inline(always)]
+pub fn track(
+    pkt: &Packet,
+    key: &FlowKey,
+    choice: &Choice,
+    nat_port_be: u16,
+) -> Result<(), Verdict> {
+    let flow = Flow {
+        last_seen_ns: clock::now(),
+        backend_id: choice.backend_id,
+        nat_port_be,
+        state: if clock::closes(pkt) {
+            FLOW_CLOSING
+        } else {
+            FLOW_OPEN
+        },
+        _pad: 0,
+    };
+    HALB_FLOWS
+        .insert(key, flow, BPF_ANY as u64)
+        .map_err(|_| Verdict::Drop(Drop::MapError))
+}
