@@ -5,13 +5,18 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config::ValidatedConfig,
-    dataplane::{AttachedDatapath, DataplaneError},
+    dataplane::{
+        DataplaneError, LoadOptions, LoadedDatapath,
+        sync::{Sync, SyncError},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error("cannot program the services into the datapath: {0}")]
+    Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -21,10 +26,22 @@ pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
 
-    let (datapath, log_pump) = AttachedDatapath::load_and_attach(&config.datapath)?;
-    let log_task = tokio::spawn(log_pump.run());
+    let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
+    let log_task = tokio::spawn(datapath.log_pump()?.run());
+    let mut sync = Sync::new(config.datapath.maglev_table_size);
+    sync.apply(&mut datapath.maps, &config.services)?;
+    for service in sync.services() {
+        tracing::info!(
+            service = service.config.name,
+            vip = %service.config.vip,
+            port = service.config.port,
+            backends = service.backends.len(),
+            "service programmed"
+        );
+    }
+    datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
     tracing::info!(
-        pin_dir = %datapath.pin_dir().display(),
+        pin_dir = %config.datapath.pin_dir.display(),
         interfaces = ?config.datapath.interfaces,
         "datapath attached"
     );

@@ -8,6 +8,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub datapath: Datapath,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<Service>>,
 }
 
 /// `[datapath]`: where and how the XDP program runs.
@@ -17,12 +19,53 @@ pub struct Datapath {
     /// Interfaces the XDP program is attached to.
     pub interfaces: Spanned<Vec<Spanned<String>>>,
     /// `native` (driver mode, the default) or `generic` (skb mode).
-    #[serde(default)]
     pub xdp_mode: Option<Spanned<String>>,
     /// Folder in bpffs where maps are pinned.
-    #[serde(default)]
     pub pin_dir: Option<Spanned<String>>,
     /// Most verbose level of the XDP program's own log lines.
-    #[serde(default)]
     pub log_level: Option<Spanned<String>>,
+    /// Slots of each service's Maglev table (a prime).
+    pub maglev_table_size: Option<Spanned<u32>>,
+    /// Source ports full NAT uses towards backends: [first, last].
+    pub nat_ports: Option<Spanned<[u16; 2]>>,
+    /// Seconds an idle TCP flow stays tracked.
+    pub tcp_timeout: Option<Spanned<u64>>,
+    /// Seconds a TCP flow stays tracked after a FIN or RST.
+    pub tcp_closing_timeout: Option<Spanned<u64>>,
+    /// Seconds an idle UDP flow stays tracked.
+    pub udp_timeout: Option<Spanned<u64>>,
+}
+
+/// `[[service]]`: one virtual service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: Spanned<String>,
+    pub vip: Spanned<String>,
+    pub port: Spanned<u16>,
+    /// `tcp` (default) or `udp`.
+    pub protocol: Option<Spanned<String>>,
+    /// `nat` (default) or `dsr`.
+    pub mode: Option<Spanned<String>>,
+    /// NAT mode: keep the client's address (destination-only NAT).
+    pub keep_client_address: Option<Spanned<bool>>,
+    /// Full NAT: the balancer's address backends see as the source.
+    pub snat_address: Option<Spanned<String>>,
+    /// `none` (default) or `source`: pick the backend by client address.
+    pub affinity: Option<Spanned<String>>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Spanned<Backend>>,
+}
+
+/// `[[service.backend]]`: one real server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub address: Spanned<String>,
+    /// Defaults to the service's port.
+    pub port: Option<Spanned<u16>>,
+    /// Relative share of new flows (default 1; 0 takes none).
+    pub weight: Option<Spanned<u32>>,
+    /// DSR: the backend's MAC, when the kernel should not be asked for it.
+    pub mac: Option<Spanned<String>>,
 }

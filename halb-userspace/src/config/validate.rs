@@ -1,16 +1,24 @@
 //! Checks a parsed [`model::Config`] and turns it into a [`ValidatedConfig`]
-//! whose fields are known good and never optional.
+//! whose fields are known good and never optional. Every problem is
+//! reported, each at the line and column of the value at fault.
 
-use std::{collections::HashSet, ops::Range, path::PathBuf};
+use std::{collections::HashSet, net::IpAddr, ops::Range, path::PathBuf, time::Duration};
 
-use halb_common::maps::DEFAULT_PIN_DIR;
+use halb_common::maps::{
+    DEFAULT_NAT_PORT_MAX, DEFAULT_NAT_PORT_MIN, DEFAULT_PIN_DIR, DEFAULT_RING_SIZE,
+    DEFAULT_TCP_CLOSING_TIMEOUT_NS, DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS, MAX_BACKENDS,
+    MAX_SERVICES,
+};
+use toml::Spanned;
 
 use super::{Diagnostic, Positions, model};
+use crate::dataplane::maglev::is_prime;
 
 /// A config that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedConfig {
     pub datapath: Datapath,
+    pub services: Vec<ServiceConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +27,12 @@ pub struct Datapath {
     pub xdp_mode: XdpMode,
     pub pin_dir: PathBuf,
     pub log_level: DatapathLogLevel,
+    pub maglev_table_size: u32,
+    /// First and last full-NAT source port.
+    pub nat_ports: (u16, u16),
+    pub tcp_timeout: Duration,
+    pub tcp_closing_timeout: Duration,
+    pub udp_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +54,54 @@ pub enum DatapathLogLevel {
     Trace = 5,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub mode: Mode,
+    pub affinity: Affinity,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Full NAT: backends see `snat_address` as the client.
+    Nat { snat_address: IpAddr },
+    /// Destination-only NAT: backends see the client; they must route
+    /// their replies through the balancer.
+    NatKeepClient,
+    /// Layer-2 direct server return.
+    Dsr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    /// Hash the 5-tuple: every connection is scheduled on its own.
+    None,
+    /// Hash the client address: a client sticks to one backend.
+    Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub mac: Option<[u8; 6]>,
+}
+
 /// Linux's IFNAMSIZ less the terminating NUL.
 const MAX_IFNAME_LEN: usize = 15;
+/// Largest Maglev table accepted (a prime), to bound the rings' memory.
+const MAX_TABLE_SIZE: u32 = 1_000_003;
 
 pub fn validate(
     raw: model::Config,
@@ -52,9 +112,11 @@ pub fn validate(
         list: Vec::new(),
     };
     let datapath = datapath(raw.datapath, &mut errors);
+    let services = services(raw.services, &mut errors);
     if errors.list.is_empty() {
-        Ok(ValidatedConfig { datapath })
+        Ok(ValidatedConfig { datapath, services })
     } else {
+        errors.list.sort_by_key(|d| (d.line, d.column));
         Err(errors.list)
     }
 }
@@ -68,6 +130,48 @@ impl Errors<'_, '_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.list
             .push(self.positions.diagnostic(span.start, message.into()));
+    }
+
+    /// Parses a word from a fixed set; reports `what` and the choices otherwise.
+    fn choice<T: Copy>(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        what: &str,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(value) = value else { return default };
+        match choices.iter().find(|(name, _)| name == value.get_ref()) {
+            Some((_, v)) => *v,
+            None => {
+                let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+                self.at(
+                    value.span(),
+                    format!(
+                        "{what} {:?} is not known: use {}",
+                        value.get_ref(),
+                        names.join(" or ")
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn ip(&mut self, value: &Spanned<String>, what: &str) -> Option<IpAddr> {
+        match value.get_ref().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.at(
+                    value.span(),
+                    format!(
+                        "{what} {:?} is not an IP address: write it like \"198.18.0.10\" or \"2001:db8::10\"",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 }
 
@@ -100,20 +204,12 @@ fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {
         }
     }
 
-    let xdp_mode = match raw.xdp_mode {
-        None => XdpMode::Native,
-        Some(mode) => match mode.get_ref().as_str() {
-            "native" => XdpMode::Native,
-            "generic" => XdpMode::Generic,
-            other => {
-                errors.at(
-                    mode.span(),
-                    format!("xdp_mode {other:?} is not known: use \"native\" or \"generic\""),
-                );
-                XdpMode::Native
-            }
-        },
-    };
+    let xdp_mode = errors.choice(
+        raw.xdp_mode.as_ref(),
+        "xdp_mode",
+        &[("native", XdpMode::Native), ("generic", XdpMode::Generic)],
+        XdpMode::Native,
+    );
 
     let pin_dir = match raw.pin_dir {
         None => PathBuf::from(DEFAULT_PIN_DIR),
@@ -132,33 +228,321 @@ fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {
         }
     };
 
-    let log_level = match raw.log_level {
-        None => DatapathLogLevel::Info,
-        Some(level) => match level.get_ref().as_str() {
-            "off" => DatapathLogLevel::Off,
-            "error" => DatapathLogLevel::Error,
-            "warn" => DatapathLogLevel::Warn,
-            "info" => DatapathLogLevel::Info,
-            "debug" => DatapathLogLevel::Debug,
-            "trace" => DatapathLogLevel::Trace,
-            other => {
+    let log_level = errors.choice(
+        raw.log_level.as_ref(),
+        "log_level",
+        &[
+            ("off", DatapathLogLevel::Off),
+            ("error", DatapathLogLevel::Error),
+            ("warn", DatapathLogLevel::Warn),
+            ("info", DatapathLogLevel::Info),
+            ("debug", DatapathLogLevel::Debug),
+            ("trace", DatapathLogLevel::Trace),
+        ],
+        DatapathLogLevel::Info,
+    );
+
+    let maglev_table_size = match raw.maglev_table_size {
+        None => DEFAULT_RING_SIZE,
+        Some(size) => {
+            let n = *size.get_ref();
+            if !is_prime(n) || !(7..=MAX_TABLE_SIZE).contains(&n) {
                 errors.at(
-                    level.span(),
+                    size.span(),
                     format!(
-                        "log_level {other:?} is not known: use one of off, error, warn, info, debug, trace"
+                        "maglev_table_size {n} must be a prime from 7 to {MAX_TABLE_SIZE}, and well above the number of backends (100x keeps shares within 1%): e.g. 65537"
                     ),
                 );
-                DatapathLogLevel::Info
             }
-        },
+            n
+        }
     };
+
+    let nat_ports = match raw.nat_ports {
+        None => (DEFAULT_NAT_PORT_MIN, DEFAULT_NAT_PORT_MAX),
+        Some(ports) => {
+            let [first, last] = *ports.get_ref();
+            if first < 1024 || first > last {
+                errors.at(
+                    ports.span(),
+                    format!(
+                        "nat_ports [{first}, {last}] must be [first, last] with 1024 <= first <= last, outside the kernel's ephemeral range (net.ipv4.ip_local_port_range): e.g. [{DEFAULT_NAT_PORT_MIN}, {DEFAULT_NAT_PORT_MAX}]"
+                    ),
+                );
+            }
+            (first, last)
+        }
+    };
+
+    let mut timeout = |value: Option<Spanned<u64>>, what: &str, default_ns: u64| match value {
+        None => Duration::from_nanos(default_ns),
+        Some(secs) => {
+            if *secs.get_ref() == 0 {
+                errors.at(secs.span(), format!("{what} must be at least 1 (seconds)"));
+            }
+            Duration::from_secs(*secs.get_ref())
+        }
+    };
+    let tcp_timeout = timeout(raw.tcp_timeout, "tcp_timeout", DEFAULT_TCP_TIMEOUT_NS);
+    let tcp_closing_timeout = timeout(
+        raw.tcp_closing_timeout,
+        "tcp_closing_timeout",
+        DEFAULT_TCP_CLOSING_TIMEOUT_NS,
+    );
+    let udp_timeout = timeout(raw.udp_timeout, "udp_timeout", DEFAULT_UDP_TIMEOUT_NS);
 
     Datapath {
         interfaces,
         xdp_mode,
         pin_dir,
         log_level,
+        maglev_table_size,
+        nat_ports,
+        tcp_timeout,
+        tcp_closing_timeout,
+        udp_timeout,
     }
+}
+
+fn services(raw: Vec<Spanned<model::Service>>, errors: &mut Errors<'_, '_>) -> Vec<ServiceConfig> {
+    if raw.len() > MAX_SERVICES as usize {
+        errors.at(
+            raw[MAX_SERVICES as usize].span(),
+            format!("more than {MAX_SERVICES} services: halb's maps hold {MAX_SERVICES}"),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut backends_total = 0usize;
+    let mut out = Vec::new();
+    for service in raw {
+        let span = service.span();
+        let service = service.into_inner();
+        if service.name.get_ref().is_empty() {
+            errors.at(
+                service.name.span(),
+                "service name is empty: name it, e.g. name = \"web\"",
+            );
+        } else if !names.insert(service.name.get_ref().clone()) {
+            errors.at(
+                service.name.span(),
+                format!(
+                    "service name {:?} is used twice: give each service its own",
+                    service.name.get_ref()
+                ),
+            );
+        }
+        backends_total += service.backends.len();
+        if let Some(validated) = one_service(service, span, &mut keys, errors) {
+            out.push(validated);
+        }
+    }
+    if backends_total > MAX_BACKENDS as usize {
+        errors.at(
+            0..0,
+            format!("{backends_total} backends in all: halb's maps hold {MAX_BACKENDS}"),
+        );
+    }
+    out
+}
+
+fn one_service(
+    raw: model::Service,
+    span: Range<usize>,
+    keys: &mut HashSet<(IpAddr, u16, Protocol)>,
+    errors: &mut Errors<'_, '_>,
+) -> Option<ServiceConfig> {
+    let vip = errors.ip(&raw.vip, "vip");
+    let port = *raw.port.get_ref();
+    if port == 0 {
+        errors.at(
+            raw.port.span(),
+            "port 0 is not a port: use the port clients connect to, e.g. port = 80",
+        );
+    }
+    let protocol = errors.choice(
+        raw.protocol.as_ref(),
+        "protocol",
+        &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
+        Protocol::Tcp,
+    );
+    if let Some(vip) = vip
+        && port != 0
+        && !keys.insert((vip, port, protocol))
+    {
+        errors.at(
+            raw.vip.span(),
+            format!(
+                "another service already listens on {vip} port {port} ({protocol:?}): merge them, or change the address, port or protocol"
+            ),
+        );
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum RawMode {
+        Nat,
+        Dsr,
+    }
+    let raw_mode = errors.choice(
+        raw.mode.as_ref(),
+        "mode",
+        &[("nat", RawMode::Nat), ("dsr", RawMode::Dsr)],
+        RawMode::Nat,
+    );
+    let keep_client = raw
+        .keep_client_address
+        .as_ref()
+        .is_some_and(|k| *k.get_ref());
+    if raw_mode == RawMode::Dsr
+        && let Some(k) = &raw.keep_client_address
+    {
+        errors.at(
+            k.span(),
+            "keep_client_address is for mode = \"nat\": in dsr mode backends always see the client; remove it",
+        );
+    }
+    let snat = raw
+        .snat_address
+        .as_ref()
+        .and_then(|a| errors.ip(a, "snat_address"));
+    let mode = match (raw_mode, keep_client, snat) {
+        (RawMode::Dsr, _, _) => {
+            if let Some(a) = &raw.snat_address {
+                errors.at(a.span(), "snat_address is not used in dsr mode: remove it");
+            }
+            Mode::Dsr
+        }
+        (RawMode::Nat, true, _) => {
+            if let Some(a) = &raw.snat_address {
+                errors.at(
+                    a.span(),
+                    "snat_address is not used with keep_client_address = true (backends see the client): remove one of them",
+                );
+            }
+            Mode::NatKeepClient
+        }
+        (RawMode::Nat, false, Some(snat_address)) => {
+            if vip.is_some_and(|v| v.is_ipv4() != snat_address.is_ipv4()) {
+                errors.at(
+                    raw.snat_address.as_ref().map_or(span.clone(), |a| a.span()),
+                    "snat_address and vip must be of the same family (both IPv4 or both IPv6)",
+                );
+            }
+            Mode::Nat { snat_address }
+        }
+        (RawMode::Nat, false, None) => {
+            if raw.snat_address.is_none() {
+                errors.at(
+                    raw.name.span(),
+                    "service in nat mode needs snat_address, the balancer's own address towards the backends (e.g. snat_address = \"198.18.0.2\"), or keep_client_address = true",
+                );
+            }
+            Mode::Dsr
+        }
+    };
+    let affinity = errors.choice(
+        raw.affinity.as_ref(),
+        "affinity",
+        &[("none", Affinity::None), ("source", Affinity::Source)],
+        Affinity::None,
+    );
+
+    if raw.backends.is_empty() {
+        errors.at(
+            raw.name.span(),
+            format!(
+                "service {:?} has no backend: add at least one [[service.backend]] with an address",
+                raw.name.get_ref()
+            ),
+        );
+    }
+    let mut backends = Vec::new();
+    let mut seen = HashSet::new();
+    for backend in raw.backends {
+        let bspan = backend.span();
+        let backend = backend.into_inner();
+        let address = errors.ip(&backend.address, "backend address");
+        if let (Some(a), Some(v)) = (address, vip)
+            && a.is_ipv4() != v.is_ipv4()
+        {
+            errors.at(
+                backend.address.span(),
+                format!("backend {a} and vip {v} are of different families: use backends of the VIP's family"),
+            );
+        }
+        let bport = match &backend.port {
+            Some(p) if *p.get_ref() == 0 => {
+                errors.at(p.span(), "backend port 0 is not a port: use the port the backend listens on, or leave it out to use the service's");
+                0
+            }
+            Some(p) => *p.get_ref(),
+            None => port,
+        };
+        let weight = backend.weight.as_ref().map_or(1, |w| *w.get_ref());
+        let mac = match &backend.mac {
+            None => None,
+            Some(m) => {
+                if raw_mode != RawMode::Dsr {
+                    errors.at(m.span(), "mac is only used in dsr mode: remove it");
+                }
+                let parsed = parse_mac(m.get_ref());
+                if parsed.is_none() {
+                    errors.at(
+                        m.span(),
+                        format!("mac {:?} is not a MAC address: write six hex bytes, e.g. \"02:00:5e:00:00:0b\"", m.get_ref()),
+                    );
+                }
+                parsed
+            }
+        };
+        if let Some(a) = address
+            && !seen.insert((a, bport))
+        {
+            errors.at(
+                bspan.clone(),
+                format!("backend {a} port {bport} is listed twice in this service: remove one"),
+            );
+        }
+        if let Some(address) = address {
+            backends.push(BackendConfig {
+                address,
+                port: bport,
+                weight,
+                mac,
+            });
+        }
+    }
+    if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
+        errors.at(
+            raw.name.span(),
+            format!(
+                "every backend of service {:?} has weight 0, so it could take no flow: give at least one a weight of 1 or more",
+                raw.name.get_ref()
+            ),
+        );
+    }
+    Some(ServiceConfig {
+        name: raw.name.into_inner(),
+        vip: vip?,
+        port,
+        protocol,
+        mode,
+        affinity,
+        backends,
+    })
+}
+
+/// "aa:bb:cc:dd:ee:ff" (or with '-') to bytes.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 #[cfg(test)]

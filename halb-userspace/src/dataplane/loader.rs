@@ -1,21 +1,29 @@
-//! Loads the embedded XDP object, pins its maps, forwards its log lines to
-//! tracing and attaches it to the configured interfaces.
+//! Loads the embedded XDP object with the agent's settings, pins its maps
+//! (adopting maps already pinned), and attaches it to interfaces.
 
 use std::{
     io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
+    maps::MapError,
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use aya_log::EbpfLogger;
-use halb_common::maps::{PINNED_MAPS, PROGRAM_XDP};
+use halb_common::maps::{
+    GLOBAL_NAT_PORT_MAX, GLOBAL_NAT_PORT_MIN, GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS,
+    GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS, MAP_RINGS, MAX_RINGS, PINNED_MAPS, PROGRAM_XDP,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{bpffs, maps::pin_path};
-use crate::config::validate::{Datapath, XdpMode};
+use super::{
+    bpffs,
+    maps::{DatapathMaps, MapsError, pin_path},
+};
+use crate::config::validate::{Datapath, DatapathLogLevel, XdpMode};
 
 /// The XDP object halb-userspace's build.rs built from halb-ebpf.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/halb-xdp"));
@@ -38,6 +46,17 @@ pub enum DataplaneError {
     },
     #[error("cannot load the XDP object: {0}")]
     Load(#[source] Box<EbpfError>),
+    #[error(
+        "the maps pinned in {} were made for maglev_table_size {found}, not {wanted}: stop halb and remove that folder, or set maglev_table_size = {found}",
+        pin_dir.display()
+    )]
+    RingSizeChanged {
+        pin_dir: PathBuf,
+        found: u32,
+        wanted: u32,
+    },
+    #[error("cannot read map information: {0}")]
+    MapInfo(#[source] MapError),
     #[error("program {PROGRAM_XDP} is missing from the XDP object")]
     MissingProgram,
     #[error("cannot load program {PROGRAM_XDP} into the kernel: {0}")]
@@ -51,6 +70,8 @@ pub enum DataplaneError {
     },
     #[error("cannot read the XDP program's log ring buffer: {0}")]
     Logger(String),
+    #[error(transparent)]
+    Maps(#[from] MapsError),
     #[error("cannot remove pinned map {}: {source}", path.display())]
     Unpin {
         path: PathBuf,
@@ -59,47 +80,109 @@ pub enum DataplaneError {
     },
 }
 
-/// A loaded XDP program attached to interfaces, with its maps pinned.
-pub struct AttachedDatapath {
-    ebpf: Ebpf,
-    links: Vec<(String, XdpLinkId)>,
-    pin_dir: PathBuf,
-    created_pin_dir: bool,
+/// How to load the datapath: the `[datapath]` settings the kernel side needs.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Pin (or adopt) the shared maps here; None keeps them private (tests).
+    pub pin_dir: Option<PathBuf>,
+    pub log_level: DatapathLogLevel,
+    pub ring_size: u32,
+    pub nat_ports: (u16, u16),
+    pub tcp_timeout: Duration,
+    pub tcp_closing_timeout: Duration,
+    pub udp_timeout: Duration,
 }
 
-impl AttachedDatapath {
-    /// Loads the datapath and attaches it to every interface in `config`.
-    ///
-    /// Maps already pinned under `config.pin_dir` are adopted rather than
-    /// created, so a restarted agent keeps the datapath's state.
-    pub fn load_and_attach(config: &Datapath) -> Result<(Self, LogPump), DataplaneError> {
+impl LoadOptions {
+    pub fn from_config(config: &Datapath) -> Self {
+        Self {
+            pin_dir: Some(config.pin_dir.clone()),
+            log_level: config.log_level,
+            ring_size: config.maglev_table_size,
+            nat_ports: config.nat_ports,
+            tcp_timeout: config.tcp_timeout,
+            tcp_closing_timeout: config.tcp_closing_timeout,
+            udp_timeout: config.udp_timeout,
+        }
+    }
+}
+
+/// The XDP program loaded into the kernel, with its maps.
+pub struct LoadedDatapath {
+    ebpf: Ebpf,
+    pub maps: DatapathMaps,
+    links: Vec<(String, XdpLinkId)>,
+    pins: Option<Pins>,
+}
+
+struct Pins {
+    dir: PathBuf,
+    created_dir: bool,
+}
+
+impl LoadedDatapath {
+    /// Loads the program and creates its maps, or adopts those pinned in
+    /// `options.pin_dir`, so a restarted agent keeps the datapath's state.
+    pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
         if XDP_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }
-        bpffs::ensure_mounted()?;
-        let created_pin_dir = prepare_pin_dir(&config.pin_dir)?;
+        let pins = match &options.pin_dir {
+            Some(dir) => {
+                bpffs::ensure_mounted()?;
+                Some(Pins {
+                    created_dir: prepare_pin_dir(dir)?,
+                    dir: dir.clone(),
+                })
+            }
+            None => None,
+        };
 
-        let pins: Vec<(&str, PathBuf)> = PINNED_MAPS
-            .iter()
-            .map(|name| (*name, pin_path(&config.pin_dir, name)))
-            .collect();
-        let log_level = config.log_level as u8;
+        let log_level = options.log_level as u8;
+        let tcp_ns = options.tcp_timeout.as_nanos() as u64;
+        let tcp_closing_ns = options.tcp_closing_timeout.as_nanos() as u64;
+        let udp_ns = options.udp_timeout.as_nanos() as u64;
+        let pin_paths: Vec<(&str, PathBuf)> = match &pins {
+            Some(p) => PINNED_MAPS
+                .iter()
+                .map(|name| (*name, pin_path(&p.dir, name)))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut loader = EbpfLoader::new();
-        loader.override_global(aya_log::LEVEL, &log_level, true);
-        for (name, path) in &pins {
+        loader
+            .override_global(aya_log::LEVEL, &log_level, true)
+            .override_global(GLOBAL_RING_SIZE, &options.ring_size, true)
+            .override_global(GLOBAL_NAT_PORT_MIN, &options.nat_ports.0, true)
+            .override_global(GLOBAL_NAT_PORT_MAX, &options.nat_ports.1, true)
+            .override_global(GLOBAL_TCP_TIMEOUT_NS, &tcp_ns, true)
+            .override_global(GLOBAL_TCP_CLOSING_TIMEOUT_NS, &tcp_closing_ns, true)
+            .override_global(GLOBAL_UDP_TIMEOUT_NS, &udp_ns, true)
+            .map_max_entries(MAP_RINGS, MAX_RINGS * options.ring_size);
+        for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
             .load(XDP_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
 
-        let logger =
-            EbpfLogger::init(&mut ebpf).map_err(|e| DataplaneError::Logger(e.to_string()))?;
-        // SAFETY: the logger owns its ring buffer's fd, which stays open and
-        // unchanged until the logger (moved into the AsyncFd) is dropped.
-        let logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
-            .map_err(|e| DataplaneError::Logger(e.to_string()))?;
-        let pump = LogPump(logger);
+        // An adopted rings map keeps the size it was created with.
+        let rings = ebpf
+            .map(MAP_RINGS)
+            .ok_or(MapsError::Missing { map: MAP_RINGS })?;
+        let entries = match rings {
+            aya::maps::Map::Array(data) => {
+                data.info().map_err(DataplaneError::MapInfo)?.max_entries()
+            }
+            _ => 0,
+        };
+        if entries != MAX_RINGS * options.ring_size {
+            return Err(DataplaneError::RingSizeChanged {
+                pin_dir: options.pin_dir.clone().unwrap_or_default(),
+                found: entries / MAX_RINGS,
+                wanted: options.ring_size,
+            });
+        }
 
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_XDP)
@@ -107,67 +190,84 @@ impl AttachedDatapath {
             .try_into()
             .map_err(DataplaneError::LoadProgram)?;
         program.load().map_err(DataplaneError::LoadProgram)?;
+        let maps = DatapathMaps::take(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            maps,
+            links: Vec::new(),
+            pins,
+        })
+    }
 
-        let mode = match config.xdp_mode {
+    /// The loaded program, e.g. to run it on a test packet.
+    pub fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM_XDP)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in LoadedDatapath::load")
+    }
+
+    /// Starts forwarding the program's log lines; call within a tokio runtime.
+    pub fn log_pump(&mut self) -> Result<LogPump, DataplaneError> {
+        let logger =
+            EbpfLogger::init(&mut self.ebpf).map_err(|e| DataplaneError::Logger(e.to_string()))?;
+        // SAFETY: the logger owns its ring buffer's fd, which stays open and
+        // unchanged until the logger (moved into the AsyncFd) is dropped.
+        let logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+            .map_err(|e| DataplaneError::Logger(e.to_string()))?;
+        Ok(LogPump(logger))
+    }
+
+    /// Attaches the program to every interface, in `mode`.
+    pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> Result<(), DataplaneError> {
+        let aya_mode = match mode {
             XdpMode::Native => AyaXdpMode::Driver,
             XdpMode::Generic => AyaXdpMode::Skb,
         };
-        let mut links = Vec::new();
-        for interface in &config.interfaces {
-            let link =
-                program
-                    .attach(interface, mode)
-                    .map_err(|source| DataplaneError::Attach {
-                        interface: interface.clone(),
-                        mode: config.xdp_mode,
-                        source,
-                    })?;
-            tracing::info!(interface, mode = ?config.xdp_mode, "XDP attached");
-            links.push((interface.clone(), link));
+        for interface in interfaces {
+            let link = self
+                .program()
+                .attach(interface, aya_mode)
+                .map_err(|source| DataplaneError::Attach {
+                    interface: interface.clone(),
+                    mode,
+                    source,
+                })?;
+            tracing::info!(interface, ?mode, "XDP attached");
+            self.links.push((interface.clone(), link));
         }
-        Ok((
-            Self {
-                ebpf,
-                links,
-                pin_dir: config.pin_dir.clone(),
-                created_pin_dir,
-            },
-            pump,
-        ))
+        Ok(())
     }
 
-    pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(|p| p.dir.as_path())
     }
 
     /// Detaches from every interface, then removes the pins so nothing of
     /// the datapath outlives the agent.
     pub fn detach_and_unpin(mut self) -> Result<(), DataplaneError> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_XDP)
-            .ok_or(DataplaneError::MissingProgram)?
-            .try_into()
-            .map_err(DataplaneError::LoadProgram)?;
-        for (interface, link) in self.links.drain(..) {
-            match program.detach(link) {
+        for (interface, link) in std::mem::take(&mut self.links) {
+            match self.program().detach(link) {
                 Ok(()) => tracing::info!(interface, "XDP detached"),
                 // The interface may be gone already (its namespace deleted):
                 // then so is the attachment.
                 Err(error) => tracing::warn!(interface, %error, "XDP detach failed"),
             }
         }
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
         for name in PINNED_MAPS {
-            let path = pin_path(&self.pin_dir, name);
+            let path = pin_path(&pins.dir, name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(DataplaneError::Unpin { path, source }),
             }
         }
-        if self.created_pin_dir {
+        if pins.created_dir {
             // Only removes it when empty: anything else pinned there is not ours.
-            let _ = std::fs::remove_dir(&self.pin_dir);
+            let _ = std::fs::remove_dir(&pins.dir);
         }
         Ok(())
     }

@@ -1,17 +1,28 @@
-//! Typed access to the maps the XDP program shares with userspace, opened
-//! from their pins so that anything (the agent, `halb counters`, the tests)
-//! reads the same live datapath.
+//! Typed handles on every map the XDP program shares with userspace, taken
+//! from a freshly loaded program or opened from their pins, so the agent,
+//! `halb counters` and the tests all read and write the same live datapath.
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, MapError, PerCpuArray};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+};
 use halb_common::{
-    maps::{MAP_STATS, STATS_INDEX_RX},
-    stats::PacketCounters,
+    backend::Backend,
+    flow::{Flow, FlowKey, NatEntry},
+    maps::{
+        MAP_BACKEND_STATS, MAP_BACKENDS, MAP_FLOWS, MAP_NAT, MAP_RINGS, MAP_SERVICE_STATS,
+        MAP_SERVICES, MAP_STATS, MAP_VERDICTS, MAP_VIPS, STATS_INDEX_RX,
+    },
+    service::{Service, ServiceKey, Vip, VipKey},
+    stats::{PacketCounters, TrafficCounters, VerdictCounters},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapsError {
+    #[error("map {map} is missing from the XDP object")]
+    Missing { map: &'static str },
     #[error("cannot open pinned map {}: {source}", path.display())]
     OpenPin {
         path: PathBuf,
@@ -30,6 +41,12 @@ pub enum MapsError {
         #[source]
         source: MapError,
     },
+    #[error("cannot update map {map}: {source}")]
+    Update {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
 }
 
 /// Path at which the map `name` is pinned under `pin_dir`.
@@ -37,29 +54,153 @@ pub fn pin_path(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(name)
 }
 
-/// Packets the XDP program received, summed over every CPU.
+/// Every shared map, typed.
+pub struct DatapathMaps {
+    pub services: HashMap<MapData, ServiceKey, Service>,
+    pub vips: HashMap<MapData, VipKey, Vip>,
+    pub backends: Array<MapData, Backend>,
+    pub rings: Array<MapData, u32>,
+    pub flows: HashMap<MapData, FlowKey, Flow>,
+    pub nat: HashMap<MapData, FlowKey, NatEntry>,
+    pub packet_stats: PerCpuArray<MapData, PacketCounters>,
+    pub verdicts: PerCpuArray<MapData, VerdictCounters>,
+    pub service_stats: PerCpuArray<MapData, TrafficCounters>,
+    pub backend_stats: PerCpuArray<MapData, TrafficCounters>,
+}
+
+impl DatapathMaps {
+    /// Takes the maps out of a loaded object (the program keeps using them).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, MapsError> {
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(MapsError::Missing { map: name });
+        Self::from_maps(|name| take(name))
+    }
+
+    /// Opens the maps a running agent pinned under `pin_dir`.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self, MapsError> {
+        Self::from_maps(|name| open_pinned(pin_dir, name))
+    }
+
+    fn from_maps(
+        mut get: impl FnMut(&'static str) -> Result<Map, MapsError>,
+    ) -> Result<Self, MapsError> {
+        Ok(Self {
+            services: typed(MAP_SERVICES, get(MAP_SERVICES)?)?,
+            vips: typed(MAP_VIPS, get(MAP_VIPS)?)?,
+            backends: typed(MAP_BACKENDS, get(MAP_BACKENDS)?)?,
+            rings: typed(MAP_RINGS, get(MAP_RINGS)?)?,
+            flows: typed(MAP_FLOWS, get(MAP_FLOWS)?)?,
+            nat: typed(MAP_NAT, get(MAP_NAT)?)?,
+            packet_stats: typed(MAP_STATS, get(MAP_STATS)?)?,
+            verdicts: typed(MAP_VERDICTS, get(MAP_VERDICTS)?)?,
+            service_stats: typed(MAP_SERVICE_STATS, get(MAP_SERVICE_STATS)?)?,
+            backend_stats: typed(MAP_BACKEND_STATS, get(MAP_BACKEND_STATS)?)?,
+        })
+    }
+
+    /// Packets the XDP program received, summed over CPUs.
+    pub fn packet_counters(&self) -> Result<PacketCounters, MapsError> {
+        let mut total = PacketCounters::default();
+        for cpu in read(MAP_STATS, self.packet_stats.get(&STATS_INDEX_RX, 0))?.iter() {
+            total.accumulate(cpu);
+        }
+        Ok(total)
+    }
+
+    /// Verdicts by reason, summed over CPUs.
+    pub fn verdict_counters(&self) -> Result<VerdictCounters, MapsError> {
+        let mut total = VerdictCounters::default();
+        for cpu in read(MAP_VERDICTS, self.verdicts.get(&STATS_INDEX_RX, 0))?.iter() {
+            total.accumulate(cpu);
+        }
+        Ok(total)
+    }
+
+    /// Traffic of service `id`, summed over CPUs.
+    pub fn service_counters(&self, id: u32) -> Result<TrafficCounters, MapsError> {
+        sum_traffic(MAP_SERVICE_STATS, &self.service_stats, id)
+    }
+
+    /// Traffic of backend `id`, summed over CPUs.
+    pub fn backend_counters(&self, id: u32) -> Result<TrafficCounters, MapsError> {
+        sum_traffic(MAP_BACKEND_STATS, &self.backend_stats, id)
+    }
+}
+
+fn sum_traffic(
+    map: &'static str,
+    array: &PerCpuArray<MapData, TrafficCounters>,
+    id: u32,
+) -> Result<TrafficCounters, MapsError> {
+    let mut total = TrafficCounters::default();
+    for cpu in read(map, array.get(&id, 0))?.iter() {
+        total.accumulate(cpu);
+    }
+    Ok(total)
+}
+
+fn read<T>(map: &'static str, result: Result<T, MapError>) -> Result<T, MapsError> {
+    result.map_err(|source| MapsError::Read { map, source })
+}
+
+/// Turns an update's result into this module's error.
+pub fn updated(map: &'static str, result: Result<(), MapError>) -> Result<(), MapsError> {
+    result.map_err(|source| MapsError::Update { map, source })
+}
+
+fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<Map, MapsError> {
+    let path = pin_path(pin_dir, name);
+    let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| MapsError::WrongType { map: name, source })
+}
+
+fn typed<T>(map: &'static str, raw: Map) -> Result<T, MapsError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    T::try_from(raw).map_err(|source| MapsError::WrongType { map, source })
+}
+
+/// Packets the XDP program received, summed over every CPU, read from the pins.
 pub fn read_rx_counters(pin_dir: &Path) -> Result<PacketCounters, MapsError> {
     let path = pin_path(pin_dir, MAP_STATS);
     let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
         path: path.clone(),
         source,
     })?;
-    let stats: PerCpuArray<MapData, PacketCounters> =
-        Map::PerCpuArray(data)
-            .try_into()
-            .map_err(|source| MapsError::WrongType {
-                map: MAP_STATS,
-                source,
-            })?;
-    let per_cpu = stats
-        .get(&STATS_INDEX_RX, 0)
-        .map_err(|source| MapsError::Read {
-            map: MAP_STATS,
-            source,
-        })?;
+    let stats: PerCpuArray<MapData, PacketCounters> = typed(MAP_STATS, Map::PerCpuArray(data))?;
     let mut total = PacketCounters::default();
-    for cpu in per_cpu.iter() {
+    for cpu in read(MAP_STATS, stats.get(&STATS_INDEX_RX, 0))?.iter() {
         total.accumulate(cpu);
     }
     Ok(total)
+}
+
+/// An address as the maps hold it (network order words) and its family.
+pub fn addr_be(ip: std::net::IpAddr) -> (halb_common::addr::AddrBe, u8) {
+    use halb_common::addr::{FAMILY_IPV4, FAMILY_IPV6};
+    match ip {
+        std::net::IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], FAMILY_IPV4),
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let word = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([word(0), word(4), word(8), word(12)], FAMILY_IPV6)
+        }
+    }
+}
+
+/// The inverse of [`addr_be`].
+pub fn ip_from_be(addr: &halb_common::addr::AddrBe, family: u8) -> std::net::IpAddr {
+    if family == halb_common::addr::FAMILY_IPV4 {
+        std::net::Ipv4Addr::from(addr[0].to_ne_bytes()).into()
+    } else {
+        let mut o = [0u8; 16];
+        for (i, w) in addr.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        std::net::Ipv6Addr::from(o).into()
+    }
 }

@@ -5,5 +5,6 @@ pub mod bpffs;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
+pub mod sync;
 
-pub use loader::{AttachedDatapath, DataplaneError};
+pub use loader::{DataplaneError, LoadOptions, LoadedDatapath};
