@@ -17,7 +17,10 @@ use crate::{
     csum::Update,
     fib,
     maps::{HALB_BACKENDS, HALB_FLOWS, HALB_SERVICES},
-    parse::{L3_OFF, Packet, ipv4::Ipv4Hdr, ipv6::IPV6_HLEN, ipv6::Ipv6Hdr, l4::IcmpHdr, ptr_at},
+    parse::{
+        L3_OFF, Packet, ipv4::Ipv4Hdr, ipv6::IPV6_HLEN, ipv6::Ipv6Hdr, l4::IcmpHdr, l4::UdpHdr,
+        ptr_at,
+    },
     rewrite,
     verdict::{Direction, Drop, Egress, Pass, Verdict},
 };
@@ -156,9 +159,9 @@ fn quoted(ctx: &XdpContext, pkt: &Packet) -> Option<Quoted> {
 }
 
 /// Makes the quoted packet read backend:port -> `client`:`client_port_be`,
-/// fixing the quoted IPv4 header checksum and the ICMP checksum (which
-/// covers the quoted bytes). The quoted transport checksum is left as is:
-/// receivers do not check it in an ICMP error.
+/// fixing the quoted IPv4 header checksum, a quoted UDP checksum, and the
+/// ICMP checksum (which covers the quoted bytes). A quoted TCP checksum
+/// lies past the 8 bytes an error must quote and is left alone.
 #[inline(always)]
 fn rewrite_quoted(
     ctx: &XdpContext,
@@ -199,6 +202,24 @@ fn rewrite_quoted(
         // ICMPv6's checksum covers the pseudo-header: the outer destination
         // changes from the VIP to the backend.
         sum = sum.addr(&pkt.dst, &backend.addr_be);
+    }
+    if quoted.proto == PROTO_UDP {
+        // UDP's checksum is within the 8 quoted bytes: keep it consistent
+        // with the rewritten tuple (an IPv4 zero means "none" and stays).
+        let udp = ptr_at::<UdpHdr>(ctx, quoted.l4_off).ok_or(bad)?;
+        // SAFETY: ptr_at checked that a whole UdpHdr lies before data_end.
+        let udp = unsafe { &mut *udp };
+        if udp.check != 0 || pkt.family != FAMILY_IPV4 {
+            let old_check = udp.check;
+            let check = Update::new(udp.check)
+                .addr(&quoted.src, &backend.addr_be)
+                .addr(&quoted.dst, client)
+                .half(quoted.sport_be, backend.port_be)
+                .half(quoted.dport_be, client_port_be)
+                .finish();
+            udp.check = if check == 0 { 0xffff } else { check };
+            sum = sum.half(old_check, udp.check);
+        }
     }
     let ports = ptr_at::<PortPair>(ctx, quoted.l4_off).ok_or(bad)?;
     // SAFETY: ptr_at checked that a whole PortPair lies before data_end.

@@ -560,8 +560,14 @@ mod tests {
                 xdp_mode: XdpMode::Native,
                 pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
                 log_level: DatapathLogLevel::Info,
+                maglev_table_size: DEFAULT_RING_SIZE,
+                nat_ports: (DEFAULT_NAT_PORT_MIN, DEFAULT_NAT_PORT_MAX),
+                tcp_timeout: Duration::from_secs(900),
+                tcp_closing_timeout: Duration::from_secs(10),
+                udp_timeout: Duration::from_secs(300),
             }
         );
+        assert!(config.services.is_empty());
     }
 
     /// Each broken config, the position of its first error and a phrase of it.

@@ -71,9 +71,8 @@ pub struct DatapathMaps {
 impl DatapathMaps {
     /// Takes the maps out of a loaded object (the program keeps using them).
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, MapsError> {
-        let mut take =
-            |name: &'static str| ebpf.take_map(name).ok_or(MapsError::Missing { map: name });
-        Self::from_maps(|name| take(name))
+        let take = |name: &'static str| ebpf.take_map(name).ok_or(MapsError::Missing { map: name });
+        Self::from_maps(take)
     }
 
     /// Opens the maps a running agent pinned under `pin_dir`.

@@ -31,7 +31,6 @@ pub fn backend_mac(n: u8) -> [u8; 6] {
 pub const RING_SIZE: u32 = 251;
 
 pub struct Iface {
-    pub name: &'static str,
     pub ifindex: u32,
 }
 
@@ -146,7 +145,7 @@ fn iface(ns: &NetNs, name: &'static str, mac: [u8; 6], v4: &str, v6: &str) -> If
     // SAFETY: a valid NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     assert_ne!(ifindex, 0, "no interface {name} in the fixture namespace");
-    Iface { name, ifindex }
+    Iface { ifindex }
 }
 
 fn neighbour(ns: &NetNs, dev: &str, ip: &str, mac: [u8; 6]) {
@@ -190,10 +189,12 @@ impl Fixture {
         for word in [0u32, input.len() as u32, 0, ingress, 0, 0] {
             ctx.extend_from_slice(&word.to_ne_bytes());
         }
-        let mut options = TestRunOptions::default();
-        options.data_in = Some(input);
-        options.data_out = Some(&mut out);
-        options.ctx_in = Some(&ctx);
+        let options = TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
         let result = self
             .dp
             .program()

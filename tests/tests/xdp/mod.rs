@@ -1,2 +1,28 @@
+//! BPF_PROG_TEST_RUN fixtures: the harness, frame builders, and the cases.
+
 pub mod harness;
 pub mod pkt;
+
+mod cases_flows;
+mod cases_forward;
+mod cases_icmp;
+mod cases_malformed;
+
+use std::net::IpAddr;
+
+use halb::dataplane::maps::addr_be;
+use halb_common::flow::FlowKey;
+
+/// The flow key the datapath tracks for `src` -> `dst`.
+pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8) -> FlowKey {
+    let (src_be, family) = addr_be(src.0);
+    FlowKey {
+        src_be,
+        dst_be: addr_be(dst.0).0,
+        sport_be: src.1.to_be(),
+        dport_be: dst.1.to_be(),
+        proto,
+        family,
+        _pad: [0; 2],
+    }
+}
