@@ -295,27 +295,30 @@ fn layer7_services_go_to_the_kernel() {
 }
 
 #[test]
-fn fin_marks_the_flow_closing() {
+fn fin_or_rst_marks_the_flow_closing() {
     with_fixture(Arms::One, PORTS, |fx| {
         fx.apply(DSR);
-        let client = (ip("198.18.0.10"), 40000);
         let vip = (ip("198.18.0.100"), 80);
-        fx.run(
-            fx.lan0.ifindex,
-            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
-        );
-        let key = flow_key(client, vip, PROTO_TCP);
-        assert_ne!(
-            fx.dp.maps.flows.get(&key, 0).expect("tracked").state,
-            FLOW_CLOSING
-        );
-        fx.run(
-            fx.lan0.ifindex,
-            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Fin),
-        );
-        assert_eq!(
-            fx.dp.maps.flows.get(&key, 0).expect("tracked").state,
-            FLOW_CLOSING
-        );
+        for (sport, end) in [(40000, Tcp::Fin), (40001, Tcp::Rst)] {
+            let client = (ip("198.18.0.10"), sport);
+            fx.run(
+                fx.lan0.ifindex,
+                &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
+            );
+            let key = flow_key(client, vip, PROTO_TCP);
+            assert_ne!(
+                fx.dp.maps.flows.get(&key, 0).expect("tracked").state,
+                FLOW_CLOSING
+            );
+            let out = fx.run(
+                fx.lan0.ifindex,
+                &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, end),
+            );
+            assert_eq!(out.action, XDP_TX, "the closing segment is still forwarded");
+            assert_eq!(
+                fx.dp.maps.flows.get(&key, 0).expect("tracked").state,
+                FLOW_CLOSING
+            );
+        }
     });
 }
