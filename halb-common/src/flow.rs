@@ -48,10 +48,17 @@ pub struct NatEntry {
     pub client_port_be: u16,
     pub vip_port_be: u16,
     pub backend_id: u32,
+    /// Where the client's packets came from: the interface and the previous
+    /// hop's MAC, used for the reply when the kernel has no neighbour entry
+    /// for the way back (it never sees the client's traffic to learn one).
+    pub client_ifindex: u32,
+    pub client_mac: [u8; 6],
+    /// The balancer's own MAC on that interface.
+    pub balancer_mac: [u8; 6],
     pub state: u8,
     pub _pad: [u8; 7],
 }
-const _: () = assert!(core::mem::size_of::<NatEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<NatEntry>() == 72);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -12,7 +12,7 @@ use halb_common::{
 use crate::{
     clock, fib,
     maps::{HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN},
-    parse::Packet,
+    parse::{Packet, eth::EthHdr, ptr_at},
     rewrite::{self, Endpoints},
     select::{self, Choice},
     verdict::{Direction, Drop, Verdict},
@@ -44,6 +44,7 @@ pub fn forward(
         dport_be: backend.port_be,
     };
     if choice.new_flow {
+        let macs = frame_macs(ctx)?;
         let entry = NatEntry {
             last_seen_ns: clock::now(),
             client_be: pkt.src,
@@ -51,6 +52,9 @@ pub fn forward(
             client_port_be: pkt.sport_be,
             vip_port_be: pkt.dport_be,
             backend_id: choice.backend_id,
+            client_ifindex: ctx.ingress_ifindex() as u32,
+            client_mac: macs.src,
+            balancer_mac: macs.dst,
             state: FLOW_OPEN,
             _pad: [0; 7],
         };
@@ -80,8 +84,34 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, entry: &NatEntry) -> Result<Verdict
         dport_be: entry.client_port_be,
     };
     rewrite::l3_l4(ctx, pkt, &to)?;
-    fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len)
-        .map(|egress| Verdict::Forward(Direction::Reply, egress))
+    let egress = match fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len) {
+        // The kernel never saw the client's packets, so it may not know the
+        // way back's MAC: send it where the client's packets came from.
+        Err(Verdict::Drop(Drop::NoNeighbour)) => {
+            fib::set_macs(ctx, &entry.client_mac, &entry.balancer_mac)?;
+            fib::send(entry.client_ifindex, ctx.ingress_ifindex() as u32)
+        }
+        other => other?,
+    };
+    Ok(Verdict::Forward(Direction::Reply, egress))
+}
+
+/// The frame's MACs: the previous hop towards the client (source) and
+/// the balancer's own on that interface (destination).
+#[inline(always)]
+fn frame_macs(ctx: &XdpContext) -> Result<Macs, Verdict> {
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Verdict::Drop(Drop::BadIp))?;
+    // SAFETY: ptr_at checked that a whole EthHdr lies before data_end.
+    let eth = unsafe { &*eth };
+    Ok(Macs {
+        src: eth.src,
+        dst: eth.dst,
+    })
+}
+
+struct Macs {
+    src: [u8; 6],
+    dst: [u8; 6],
 }
 
 /// The key a backend's reply to a packet sent as `to` will carry.

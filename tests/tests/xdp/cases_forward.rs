@@ -322,3 +322,37 @@ fn fin_or_rst_marks_the_flow_closing() {
         }
     });
 }
+
+#[test]
+fn nat_reply_without_a_neighbour_entry_goes_back_the_way_the_client_came() {
+    with_fixture(Arms::One, PORTS, |fx| {
+        fx.apply(NAT_ONE_BACKEND);
+        // The kernel never sees the client's packets, so it may not know its MAC.
+        fx.ip(&["neigh", "del", "198.18.0.10", "dev", "lan0"]);
+        let client = (ip("198.18.0.10"), 40000);
+        let vip = (ip("198.18.0.100"), 80);
+        fx.run(
+            fx.lan0.ifindex,
+            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
+        );
+        let flow = fx
+            .dp
+            .maps
+            .flows
+            .get(&flow_key(client, vip, PROTO_TCP), 0)
+            .expect("flow tracked");
+        let reply = pkt::tcp(
+            (backend_mac(1), LB_MAC),
+            (ip("198.18.0.11"), 8080),
+            (ip("198.18.0.2"), u16::from_be(flow.nat_port_be)),
+            Tcp::Ack,
+        );
+        let out = fx.run(fx.lan0.ifindex, &reply);
+        assert_eq!(out.action, XDP_TX);
+        assert_frame(
+            "reply to the previous hop",
+            &out.data,
+            &pkt::tcp((LB_MAC, CLIENT_MAC), vip, client, Tcp::Ack),
+        );
+    });
+}

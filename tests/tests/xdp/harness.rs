@@ -39,6 +39,7 @@ pub struct Fixture {
     pub sync: Sync,
     pub lan0: Iface,
     pub lan1: Option<Iface>,
+    ns_name: String,
 }
 
 #[derive(Debug)]
@@ -118,6 +119,7 @@ pub fn with_fixture(arms: Arms, nat_ports: (u16, u16), body: impl FnOnce(&mut Fi
             sync: Sync::new(RING_SIZE),
             lan0,
             lan1,
+            ns_name: ns_ref.name().to_owned(),
         };
         body(&mut fixture);
     });
@@ -205,6 +207,16 @@ impl Fixture {
             action: result.return_value,
             data: out,
         }
+    }
+
+    /// `ip ARGS` in the fixture's namespace.
+    pub fn ip(&self, args: &[&str]) {
+        halb_tests::netns::run_checked(
+            std::process::Command::new("ip")
+                .arg("-n")
+                .arg(&self.ns_name)
+                .args(args),
+        );
     }
 
     pub fn verdicts(&self) -> VerdictCounters {
