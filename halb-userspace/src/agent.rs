@@ -9,12 +9,20 @@ use crate::{
         DataplaneError, LoadOptions, LoadedDatapath,
         sync::{Sync, SyncError},
     },
+    net::{
+        forwarding::{self, ForwardingError},
+        neighbours::{NeighbourError, Neighbours},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Forwarding(#[from] ForwardingError),
+    #[error(transparent)]
+    Neighbours(#[from] NeighbourError),
     #[error("cannot program the services into the datapath: {0}")]
     Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
@@ -39,6 +47,16 @@ pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
             "service programmed"
         );
     }
+    forwarding::enable(&config.datapath.interfaces)?;
+    let mut neighbours = Neighbours::connect()?;
+    neighbours
+        .keep_resolved(
+            config
+                .services
+                .iter()
+                .flat_map(|s| s.backends.iter().map(|b| b.address)),
+        )
+        .await?;
     datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
     tracing::info!(
         pin_dir = %config.datapath.pin_dir.display(),
@@ -53,6 +71,7 @@ pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
     tracing::info!(signal, "shutting down");
     log_task.abort();
     datapath.detach_and_unpin()?;
+    neighbours.release().await;
     tracing::info!("stopped");
     Ok(())
 }

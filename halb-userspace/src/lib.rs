@@ -5,3 +5,4 @@ pub mod agent;
 pub mod config;
 pub mod dataplane;
 pub mod logging;
+pub mod net;

@@ -10,3 +10,5 @@ pub mod agent;
 pub mod netns;
 pub mod process;
 pub mod topo;
+pub mod traffic;
+pub mod xdp_pass;

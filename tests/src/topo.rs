@@ -9,7 +9,7 @@
 //!   ----p0-------p1------p2------p3-----p4-----p5----  br0 in [switch]
 //! ```
 
-use crate::netns::NetNs;
+use crate::{netns::NetNs, xdp_pass::XdpPass};
 
 /// Name of a host's interface on the LAN.
 pub const HOST_IF: &str = "eth0";
@@ -18,6 +18,7 @@ pub const HOST_IF: &str = "eth0";
 pub struct Lan {
     switch: NetNs,
     ports: usize,
+    pass: XdpPass,
 }
 
 impl Lan {
@@ -41,7 +42,11 @@ impl Lan {
             "0",
         ]);
         switch.ip(&["link", "set", "br0", "up"]);
-        Self { switch, ports: 0 }
+        Self {
+            switch,
+            ports: 0,
+            pass: XdpPass::load(),
+        }
     }
 
     pub fn switch(&self) -> &NetNs {
@@ -51,6 +56,13 @@ impl Lan {
     /// Plugs `ns` into the LAN as `eth0` with `addrs` (CIDR, IPv4 or IPv6;
     /// IPv6 ones skip duplicate address detection so they are usable at once).
     pub fn attach(&mut self, ns: NetNs, addrs: &[&str]) -> Host {
+        let switch_port = self.plug(&ns, HOST_IF, addrs);
+        Host { ns, switch_port }
+    }
+
+    /// Plugs `ns` into the LAN as `ifname` (a host on several LANs keeps
+    /// its namespace elsewhere); returns the bridge port's name.
+    pub fn plug(&mut self, ns: &NetNs, ifname: &str, addrs: &[&str]) -> String {
         let port = format!("p{}", self.ports);
         self.ports += 1;
         self.switch.ip(&[
@@ -61,24 +73,29 @@ impl Lan {
             "veth",
             "peer",
             "name",
-            HOST_IF,
+            ifname,
             "netns",
             ns.name(),
         ]);
         self.switch
             .ip(&["link", "set", &port, "master", "br0", "up"]);
-        ns.ip(&["link", "set", HOST_IF, "up"]);
+        // Frames an XDP program sends back or redirects into a veth need
+        // XDP on the peer (see xdp_pass.rs).
+        self.switch.exec("ethtool", &["-K", &port, "gro", "on"]);
+        self.pass.attach(&self.switch, &port);
+        ns.ip(&["link", "set", ifname, "up"]);
+        // veth leaves checksums to "hardware" (CHECKSUM_PARTIAL); a packet
+        // that crosses an XDP program must carry a complete one, as on a
+        // real wire, or its incremental updates are meaningless.
+        ns.exec("ethtool", &["-K", ifname, "tx", "off"]);
         for addr in addrs {
             if addr.contains(':') {
-                ns.ip(&["addr", "add", addr, "dev", HOST_IF, "nodad"]);
+                ns.ip(&["addr", "add", addr, "dev", ifname, "nodad"]);
             } else {
-                ns.ip(&["addr", "add", addr, "dev", HOST_IF]);
+                ns.ip(&["addr", "add", addr, "dev", ifname]);
             }
         }
-        Host {
-            ns,
-            switch_port: port,
-        }
+        port
     }
 }
 

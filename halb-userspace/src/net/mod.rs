@@ -1,0 +1,4 @@
+//! The node's own network settings the datapath relies on.
+
+pub mod forwarding;
+pub mod neighbours;

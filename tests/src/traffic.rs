@@ -1,0 +1,148 @@
+//! A load client that counts every outcome: HTTP/1.1 requests, each on a
+//! new TCP connection, from inside a namespace, with the answering
+//! backend's name (halb-web's body) tallied per request.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::netns::NetNs;
+
+/// What a batch of requests met.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: usize,
+    pub failed: usize,
+    /// Requests answered, by backend name.
+    pub by_backend: BTreeMap<String, usize>,
+    /// The first few failures, for the assertion message.
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Tally {
+    /// Share of answered requests that `backend` served.
+    pub fn share(&self, backend: &str) -> f64 {
+        *self.by_backend.get(backend).unwrap_or(&0) as f64 / self.ok.max(1) as f64
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        for (name, n) in other.by_backend {
+            *self.by_backend.entry(name).or_default() += n;
+        }
+        self.errors.extend(other.errors);
+        self.errors.truncate(10);
+    }
+}
+
+/// How a request's connection is made.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// An ephemeral port, closed normally.
+    Ephemeral,
+    /// Source port `first + i` for request `i`, closed with RST (no
+    /// TIME_WAIT), so a later batch can reuse exactly the same 5-tuples.
+    FixedPorts { first: u16 },
+}
+
+/// Sends `count` requests to `target` from `ns`, `concurrency` at a time.
+pub fn http_requests(
+    ns: &NetNs,
+    target: SocketAddr,
+    count: usize,
+    concurrency: usize,
+    source: Source,
+) -> Tally {
+    let started = Instant::now();
+    let total = Mutex::new(Tally::default());
+    std::thread::scope(|scope| {
+        for worker in 0..concurrency {
+            let total = &total;
+            scope.spawn(move || {
+                ns.enter_current_thread();
+                let mut tally = Tally::default();
+                for i in (worker..count).step_by(concurrency) {
+                    match request(target, source, i) {
+                        Ok(body) => {
+                            tally.ok += 1;
+                            *tally.by_backend.entry(body).or_default() += 1;
+                        }
+                        Err(e) => {
+                            tally.failed += 1;
+                            if tally.errors.len() < 10 {
+                                tally.errors.push(format!("request {i}: {e}"));
+                            }
+                        }
+                    }
+                }
+                total.lock().expect("tally lock").merge(tally);
+            });
+        }
+    });
+    let mut tally = total.into_inner().expect("tally lock");
+    tally.elapsed = started.elapsed();
+    tally
+}
+
+/// One request; returns the response body (the backend's name), trimmed.
+pub fn request(target: SocketAddr, source: Source, i: usize) -> Result<String, String> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = match source {
+        Source::Ephemeral => {
+            TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?
+        }
+        Source::FixedPorts { first } => {
+            let socket = Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )
+            .map_err(|e| format!("socket: {e}"))?;
+            socket
+                .set_reuse_address(true)
+                .map_err(|e| format!("reuse: {e}"))?;
+            socket
+                .set_linger(Some(Duration::ZERO))
+                .map_err(|e| format!("linger: {e}"))?;
+            let port = first + i as u16;
+            let local: SocketAddr = if target.is_ipv4() {
+                ([0, 0, 0, 0], port).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+            };
+            socket
+                .bind(&SockAddr::from(local))
+                .map_err(|e| format!("bind {local}: {e}"))?;
+            socket
+                .connect_timeout(&SockAddr::from(target), timeout)
+                .map_err(|e| format!("connect from {port}: {e}"))?;
+            socket.into()
+        }
+    };
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: halb-test\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("receive: {e}"))?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("unexpected response {response:?}"));
+    }
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .ok_or_else(|| format!("no body in {response:?}"))?;
+    Ok(body.trim().to_owned())
+}
