@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod netns;
 pub mod process;
+pub mod scenario;
 pub mod topo;
 pub mod traffic;
 pub mod xdp_pass;

@@ -22,16 +22,26 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const XDP_PASS: i32 = 2;
 
+/// XDP actions the trivial program may return.
+pub const XDP_TX: i32 = 3;
+
 /// The loaded program; its fd closes on drop.
 pub struct XdpPass {
     fd: OwnedFd,
 }
 
 impl XdpPass {
+    /// `return XDP_PASS`.
     pub fn load() -> Self {
-        // r0 = XDP_PASS; exit
+        Self::returning(XDP_PASS)
+    }
+
+    /// `return action`: with XDP_TX, the cheapest forwarding program
+    /// possible, the benchmarks' reference.
+    pub fn returning(action: i32) -> Self {
+        // r0 = action; exit
         let insns: [u64; 2] = [
-            u64::from_le_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]) | ((XDP_PASS as u64) << 32),
+            u64::from_le_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]) | ((action as u64) << 32),
             u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
         ];
         let license = c"GPL";
@@ -59,6 +69,11 @@ impl XdpPass {
         // SAFETY: a new fd the kernel just returned, owned by no one else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         Self { fd }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
     }
 
     /// Attaches the program to `ifname` in `ns`, in native mode.
