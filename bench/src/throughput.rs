@@ -151,20 +151,28 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
     let vip_url = vec![format!("http://{VIP}/")];
     let mut rows: Vec<Row> = Vec::new();
 
-    // Two arms: client side and backend side, the balancer routing between.
-    let two = Scenario::build(Mode::NatKeepClient, true, web);
-    let backend_urls: Vec<String> = two
-        .backends
-        .iter()
-        .map(|b| format!("http://{}/", b.addr))
-        .collect();
-    rows.push(measure(
-        "kernel IP forwarding (to web1-3)",
-        &two.client.ns,
-        &backend_urls,
-        seconds,
-    )?);
+    // Every case gets fresh namespaces: TIME_WAIT sockets that one case
+    // leaves on the backends would otherwise slow the next one's new
+    // connections (a reused client port meets a TIME_WAIT with other
+    // timestamps and waits for a SYN retransmission).
+    let fresh = |mode: Mode, two_arms: bool| Scenario::build(mode, two_arms, web);
     {
+        // Two arms: client side and backend side, the balancer routing between.
+        let two = fresh(Mode::NatKeepClient, true);
+        let backend_urls: Vec<String> = two
+            .backends
+            .iter()
+            .map(|b| format!("http://{}/", b.addr))
+            .collect();
+        rows.push(measure(
+            "kernel IP forwarding (to web1-3)",
+            &two.client.ns,
+            &backend_urls,
+            seconds,
+        )?);
+    }
+    {
+        let two = fresh(Mode::NatKeepClient, true);
         let _haproxy = haproxy(&two)?;
         rows.push(measure(
             "haproxy, TCP mode, leastconn",
@@ -173,29 +181,17 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
             seconds,
         )?);
     }
-    for (mode, name) in [
-        (Mode::Nat, "halb full NAT"),
-        (Mode::NatKeepClient, "halb NAT, keep client address"),
+    for (mode, two_arms, name) in [
+        (Mode::Nat, true, "halb full NAT"),
+        (Mode::NatKeepClient, true, "halb NAT, keep client address"),
+        // DSR needs the backends on the client's segment: one arm.
+        (Mode::Dsr, false, "halb DSR (one arm)"),
     ] {
-        let _agent = two.halb(halb, mode, [1, 1, 1]);
-        wait_ready(&two)?;
-        rows.push(measure(name, &two.client.ns, &vip_url, seconds)?);
+        let scenario = fresh(mode, two_arms);
+        let _agent = scenario.halb(halb, mode, [1, 1, 1]);
+        wait_ready(&scenario)?;
+        rows.push(measure(name, &scenario.client.ns, &vip_url, seconds)?);
     }
-    drop(two);
-
-    // DSR needs the backends on the client's segment: one arm.
-    let one = Scenario::build(Mode::Dsr, false, web);
-    {
-        let _agent = one.halb(halb, Mode::Dsr, [1, 1, 1]);
-        wait_ready(&one)?;
-        rows.push(measure(
-            "halb DSR (one arm)",
-            &one.client.ns,
-            &vip_url,
-            seconds,
-        )?);
-    }
-    drop(one);
 
     println!(
         "\ndatapath: requests/s with wrk ({WRK_PROCESSES} x {CONNECTIONS_EACH} connections, {seconds} s each), same machine, same run"

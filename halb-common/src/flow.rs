@@ -30,12 +30,18 @@ pub const FLOW_CLOSING: u8 = 1;
 pub struct Flow {
     pub last_seen_ns: u64,
     pub backend_id: u32,
+    /// The route lookup's answer towards the backend, cached so that only
+    /// one packet of a flow a second pays for bpf_fib_lookup: the egress
+    /// interface and the MACs to write.
+    pub hop_ifindex: u32,
+    pub hop_dst_mac: [u8; 6],
+    pub hop_src_mac: [u8; 6],
     /// Full NAT: the source port the balancer uses towards the backend.
     pub nat_port_be: u16,
     pub state: u8,
     pub _pad: u8,
 }
-const _: () = assert!(core::mem::size_of::<Flow>() == 16);
+const _: () = assert!(core::mem::size_of::<Flow>() == 32);
 
 /// Value of [`crate::maps::MAP_NAT`]: how to turn a backend's reply back
 /// into a packet from the VIP to the client.

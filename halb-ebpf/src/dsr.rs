@@ -4,31 +4,49 @@
 
 use aya_ebpf::programs::XdpContext;
 
+use halb_common::flow::FlowKey;
+
 use crate::{
-    fib,
+    fib::{self, NextHop},
     parse::{Packet, eth::EthHdr, ptr_at},
-    select::Choice,
+    select::{self, Choice},
     verdict::{Direction, Drop, Verdict},
 };
 
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, pkt: &Packet, choice: &Choice) -> Result<Verdict, Verdict> {
+pub fn forward(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    choice: &Choice,
+) -> Result<Verdict, Verdict> {
     let backend = &choice.backend;
-    if backend.mac == [0; 6] {
-        // Route to the backend's address: the kernel's neighbour table
-        // gives its MAC and the interface it is on.
-        return fib::forward(ctx, pkt.family, &pkt.src, &backend.addr_be, pkt.ip_len)
-            .map(|egress| Verdict::Forward(Direction::ToBackend, egress));
+    let hop = if backend.mac != [0; 6] {
+        // A configured MAC: the backend is on the segment this came in on,
+        // and the frame's destination MAC is this interface's own.
+        let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Verdict::Drop(Drop::BadIp))?;
+        NextHop {
+            ifindex: ctx.ingress_ifindex() as u32,
+            dst_mac: backend.mac,
+            // SAFETY: ptr_at checked that a whole EthHdr lies before data_end.
+            src_mac: unsafe { (*eth).dst },
+        }
+    } else {
+        match choice.hop {
+            Some(hop) => hop,
+            None => {
+                // Route to the backend's address: the kernel's neighbour
+                // table gives its MAC and the interface it is on.
+                let hop = fib::lookup(ctx, pkt.family, &pkt.src, &backend.addr_be, pkt.ip_len)?;
+                if !choice.new_flow {
+                    select::remember_hop(key, &hop);
+                }
+                hop
+            }
+        }
+    };
+    if choice.new_flow {
+        select::track(pkt, key, choice, 0, &hop)?;
     }
-    // A configured MAC: the backend is on the segment this came in on, and
-    // the frame's destination MAC is this interface's own.
-    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(Verdict::Drop(Drop::BadIp))?;
-    // SAFETY: ptr_at checked that a whole EthHdr lies before data_end.
-    let own = unsafe { (*eth).dst };
-    fib::set_macs(ctx, &backend.mac, &own)?;
-    let ingress = ctx.ingress_ifindex() as u32;
-    Ok(Verdict::Forward(
-        Direction::ToBackend,
-        fib::send(ingress, ingress),
-    ))
+    fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::ToBackend, egress))
 }

@@ -14,17 +14,26 @@ use crate::{
     verdict::{Drop, Egress, Verdict},
 };
 
-/// Looks up the route from `src` to `dst`, writes the next hop's MACs into
-/// the frame and picks the way out: XDP_TX when it leaves by the interface
-/// it came in on, else a redirect.
+/// Where a packet goes next: the egress interface and the MACs to write.
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+}
+
+/// Looks up the route from `src` to `dst` in the kernel's routing and
+/// neighbour tables.
+// verifier: its 64-byte argument lives in a per-CPU scratch slot, so
+// inlining it adds no stack.
 #[inline(always)]
-pub fn forward(
+pub fn lookup(
     ctx: &XdpContext,
     family: u8,
     src: &AddrBe,
     dst: &AddrBe,
     ip_len: u16,
-) -> Result<Egress, Verdict> {
+) -> Result<NextHop, Verdict> {
     let ingress = ctx.ingress_ifindex() as u32;
     let params = HALB_SCR_FIB
         .get_ptr_mut(0)
@@ -54,12 +63,35 @@ pub fn forward(
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => {}
-        BPF_FIB_LKUP_RET_NO_NEIGH => return Err(Verdict::Drop(Drop::NoNeighbour)),
-        _ => return Err(Verdict::Drop(Drop::NoRoute)),
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop {
+            ifindex: params.ifindex,
+            dst_mac: params.dmac,
+            src_mac: params.smac,
+        }),
+        BPF_FIB_LKUP_RET_NO_NEIGH => Err(Verdict::Drop(Drop::NoNeighbour)),
+        _ => Err(Verdict::Drop(Drop::NoRoute)),
     }
-    set_macs(ctx, &params.dmac, &params.smac)?;
-    Ok(send(params.ifindex, ingress))
+}
+
+/// Writes the next hop's MACs and picks the way out: XDP_TX when it leaves
+/// by the interface it came in on, else a redirect.
+#[inline(always)]
+pub fn apply(ctx: &XdpContext, hop: &NextHop) -> Result<Egress, Verdict> {
+    set_macs(ctx, &hop.dst_mac, &hop.src_mac)?;
+    Ok(send(hop.ifindex, ctx.ingress_ifindex() as u32))
+}
+
+/// Route lookup and [`apply`] in one, for packets nothing is cached for.
+#[inline(always)]
+pub fn forward(
+    ctx: &XdpContext,
+    family: u8,
+    src: &AddrBe,
+    dst: &AddrBe,
+    ip_len: u16,
+) -> Result<Egress, Verdict> {
+    let hop = lookup(ctx, family, src, dst, ip_len)?;
+    apply(ctx, &hop)
 }
 
 /// Writes destination and source MAC into the Ethernet header.

@@ -78,10 +78,7 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdi
     let choice = select::backend(pkt, &key, &svc)?;
     stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
     if svc.mode == MODE_DSR {
-        if choice.new_flow {
-            select::track(pkt, &key, &choice, 0)?;
-        }
-        return dsr::forward(ctx, pkt, &choice);
+        return dsr::forward(ctx, pkt, &key, &choice);
     }
     nat::forward(ctx, pkt, &key, &svc, &choice)
 }

@@ -66,6 +66,8 @@ pub static HALB_BE_STATS: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }
 pub static HALB_SCR_PKT: PerCpuArray<Packet, 1> = PerCpuArray::new();
 #[btf_map]
 pub static HALB_SCR_FIB: PerCpuArray<FibParams, 1> = PerCpuArray::new();
+#[btf_map]
+pub static HALB_SCR_NAT: PerCpuArray<NatEntry, 1> = PerCpuArray::new();
 
 /// Slots per Maglev ring (a prime).
 #[unsafe(no_mangle)]

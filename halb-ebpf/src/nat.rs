@@ -10,8 +10,9 @@ use halb_common::{
 };
 
 use crate::{
-    clock, fib,
-    maps::{HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN},
+    clock,
+    fib::{self, NextHop},
+    maps::{HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN, HALB_SCR_NAT},
     parse::{Packet, eth::EthHdr, ptr_at},
     rewrite::{self, Endpoints},
     select::{self, Choice},
@@ -43,21 +44,39 @@ pub fn forward(
         dst: backend.addr_be,
         dport_be: backend.port_be,
     };
+    // The route first: a packet that cannot be sent creates no state.
+    let hop = match choice.hop {
+        Some(hop) => hop,
+        None => {
+            let hop = fib::lookup(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len)?;
+            if !choice.new_flow {
+                select::remember_hop(key, &hop);
+            }
+            hop
+        }
+    };
     if choice.new_flow {
         let macs = frame_macs(ctx)?;
-        let entry = NatEntry {
-            last_seen_ns: clock::now(),
-            client_be: pkt.src,
-            vip_be: pkt.dst,
-            client_port_be: pkt.sport_be,
-            vip_port_be: pkt.dport_be,
-            backend_id: choice.backend_id,
-            client_ifindex: ctx.ingress_ifindex() as u32,
-            client_mac: macs.src,
-            balancer_mac: macs.dst,
-            state: FLOW_OPEN,
-            _pad: [0; 7],
-        };
+        let entry = HALB_SCR_NAT
+            .get_ptr_mut(0)
+            .ok_or(Verdict::Drop(Drop::MapError))?;
+        // SAFETY: this CPU's slot of a per-CPU array; XDP does not nest on
+        // a CPU, so nothing else uses it until this packet is done.
+        // verifier: built in map memory, not on the stack (512 bytes shared
+        // by the whole call chain).
+        let entry = unsafe { &mut *entry };
+        entry.last_seen_ns = clock::now();
+        entry.client_be = pkt.src;
+        entry.vip_be = pkt.dst;
+        entry.client_port_be = pkt.sport_be;
+        entry.vip_port_be = pkt.dport_be;
+        entry.backend_id = choice.backend_id;
+        entry.client_ifindex = ctx.ingress_ifindex() as u32;
+        entry.client_mac = macs.src;
+        entry.balancer_mac = macs.dst;
+        entry.state = FLOW_OPEN;
+        entry._pad = [0; 7];
+        let entry: &NatEntry = entry;
         if keep_client {
             // The reply tuple (backend -> client) is unique per client tuple.
             let reply = reply_key(pkt, &to);
@@ -65,16 +84,19 @@ pub fn forward(
                 .insert(reply, entry, 0)
                 .map_err(|_| Verdict::Drop(Drop::MapError))?;
         } else {
-            to.sport_be = allocate_port(pkt, &to, &entry)?;
+            to.sport_be = allocate_port(pkt, &to, entry)?;
         }
-        select::track(pkt, key, choice, to.sport_be)?;
+        select::track(pkt, key, choice, to.sport_be, &hop)?;
     }
     rewrite::l3_l4(ctx, pkt, &to)?;
-    fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len)
-        .map(|egress| Verdict::Forward(Direction::ToBackend, egress))
+    fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::ToBackend, egress))
 }
 
-/// Backend -> (balancer or client) becomes VIP -> client.
+/// Backend -> (balancer or client) becomes VIP -> client, sent back the
+/// way the client's packets came: out of their interface, to the MAC they
+/// came from (the client, or the router before it). No route lookup: the
+/// kernel never sees the client's packets, so it may not even have a
+/// neighbour entry for that hop.
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, pkt: &Packet, entry: &NatEntry) -> Result<Verdict, Verdict> {
     let to = Endpoints {
@@ -84,16 +106,12 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, entry: &NatEntry) -> Result<Verdict
         dport_be: entry.client_port_be,
     };
     rewrite::l3_l4(ctx, pkt, &to)?;
-    let egress = match fib::forward(ctx, pkt.family, &to.src, &to.dst, pkt.ip_len) {
-        // The kernel never saw the client's packets, so it may not know the
-        // way back's MAC: send it where the client's packets came from.
-        Err(Verdict::Drop(Drop::NoNeighbour)) => {
-            fib::set_macs(ctx, &entry.client_mac, &entry.balancer_mac)?;
-            fib::send(entry.client_ifindex, ctx.ingress_ifindex() as u32)
-        }
-        other => other?,
+    let hop = NextHop {
+        ifindex: entry.client_ifindex,
+        dst_mac: entry.client_mac,
+        src_mac: entry.balancer_mac,
     };
-    Ok(Verdict::Forward(Direction::Reply, egress))
+    fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::Reply, egress))
 }
 
 /// The frame's MACs: the previous hop towards the client (source) and

@@ -12,6 +12,7 @@ use halb_common::{
 
 use crate::{
     clock,
+    fib::NextHop,
     maps::{HALB_BACKENDS, HALB_FLOWS, HALB_RING_SIZE, HALB_RINGS},
     parse::Packet,
     verdict::{Drop, Verdict},
@@ -24,6 +25,9 @@ pub struct Choice {
     pub new_flow: bool,
     /// Full NAT: the source port the tracked flow uses towards the backend.
     pub nat_port_be: u16,
+    /// The tracked flow's cached next hop, while it is fresh (under a
+    /// second old); None means: look the route up, then [`remember_hop`].
+    pub hop: Option<NextHop>,
 }
 
 #[inline(always)]
@@ -37,15 +41,21 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
             // A flow keeps a draining backend, but one that is down (or
             // gone) is rescheduled rather than black-holed.
             if let Some(backend) = backend_in(flow.backend_id, BACKEND_DRAINING) {
-                clock::touch(&mut flow.last_seen_ns, now);
+                let stale_hop = clock::touch(&mut flow.last_seen_ns, now);
                 if clock::closes(pkt) {
                     flow.state = FLOW_CLOSING;
                 }
+                let hop = (!stale_hop && flow.hop_ifindex != 0).then_some(NextHop {
+                    ifindex: flow.hop_ifindex,
+                    dst_mac: flow.hop_dst_mac,
+                    src_mac: flow.hop_src_mac,
+                });
                 return Ok(Choice {
                     backend_id: flow.backend_id,
                     backend,
                     new_flow: false,
                     nat_port_be: flow.nat_port_be,
+                    hop,
                 });
             }
         }
@@ -75,6 +85,7 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
         backend,
         new_flow: true,
         nat_port_be: 0,
+        hop: None,
     })
 }
 
@@ -88,17 +99,21 @@ fn backend_in(id: u32, accept: u8) -> Option<Backend> {
     usable.then_some(backend)
 }
 
-/// Records a newly scheduled flow.
+/// Records a newly scheduled flow, with the next hop towards its backend.
 #[inline(always)]
 pub fn track(
     pkt: &Packet,
     key: &FlowKey,
     choice: &Choice,
     nat_port_be: u16,
+    hop: &NextHop,
 ) -> Result<(), Verdict> {
     let flow = Flow {
         last_seen_ns: clock::now(),
         backend_id: choice.backend_id,
+        hop_ifindex: hop.ifindex,
+        hop_dst_mac: hop.dst_mac,
+        hop_src_mac: hop.src_mac,
         nat_port_be,
         state: if clock::closes(pkt) {
             FLOW_CLOSING
@@ -110,4 +125,16 @@ pub fn track(
     HALB_FLOWS
         .insert(key, flow, BPF_ANY as u64)
         .map_err(|_| Verdict::Drop(Drop::MapError))
+}
+
+/// Caches a freshly looked-up next hop in the tracked flow.
+#[inline(always)]
+pub fn remember_hop(key: &FlowKey, hop: &NextHop) {
+    if let Some(flow) = HALB_FLOWS.get_ptr_mut(key) {
+        // SAFETY: a pointer from a successful lookup; plain integer fields.
+        let flow = unsafe { &mut *flow };
+        flow.hop_ifindex = hop.ifindex;
+        flow.hop_dst_mac = hop.dst_mac;
+        flow.hop_src_mac = hop.src_mac;
+    }
 }
