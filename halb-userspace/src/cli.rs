@@ -29,7 +29,7 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Print the datapath's packet counters, read from its pinned map.
+    /// Print the datapath's packet and verdict counters, read from its pins.
     Counters {
         /// Folder in bpffs the running agent pins its maps in.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use halb::{agent, config, dataplane::maps, logging};
+use halb_common::stats::{PacketCounters, VerdictCounters};
 
 mod cli;
 
@@ -42,14 +43,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn counters(pin_dir: &std::path::Path) -> anyhow::Result<()> {
-    let c = maps::read_rx_counters(pin_dir)?;
-    println!("packets   {}", c.packets);
-    println!("bytes     {}", c.bytes);
-    println!("ipv4      {}", c.ipv4);
-    println!("ipv6      {}", c.ipv6);
-    println!("arp       {}", c.arp);
-    println!("other_l3  {}", c.other_l3);
-    println!("truncated {}", c.truncated);
+    let maps = maps::DatapathMaps::open_pinned(pin_dir)?;
+    let packets = maps.packet_counters()?;
+    for (name, value) in PacketCounters::FIELD_NAMES.iter().zip(packets.values()) {
+        println!("{name:<18} {value}");
+    }
+    // Verdicts: only the reasons that happened.
+    let verdicts = maps.verdict_counters()?;
+    for (name, value) in VerdictCounters::FIELD_NAMES.iter().zip(verdicts.values()) {
+        if value > 0 {
+            println!("{name:<18} {value}");
+        }
+    }
     Ok(())
 }
 

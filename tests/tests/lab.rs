@@ -77,6 +77,15 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
     }
     let body = in_client(&["curl", "-sS", "--max-time", "5", "http://[2001:db8::12]/"]);
     assert_eq!(body, "web2\n");
+    // The VIP, through lb1's datapath, on new connections: all three answer.
+    let answered: std::collections::BTreeSet<String> = (0..30)
+        .map(|_| in_client(&["curl", "-sS", "--max-time", "5", "http://198.18.0.100/"]))
+        .collect();
+    assert_eq!(
+        answered,
+        ["web1\n", "web2\n", "web3\n"].map(String::from).into(),
+        "the VIP's answers"
+    );
     in_client(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
     let lb1_pins = Path::new(BPFFS).join("halb-lab-lb1");
     let counters = run_checked(

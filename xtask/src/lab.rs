@@ -66,7 +66,7 @@ const WEBS: [Node; 3] = [
         v6: "2001:db8::13",
     },
 ];
-/// Reserved for the virtual service once the datapath and VRRP land.
+/// The virtual service: full NAT to web1-3, port 80.
 const VIP: &str = "198.18.0.100";
 
 pub fn run(bins: &Binaries) -> Result<()> {
@@ -100,15 +100,17 @@ pub fn run(bins: &Binaries) -> Result<()> {
         ]);
         web_processes.push(ChildGuard::spawn(node.role, command, false));
     }
+    // Until VRRP lands, the VIP is put on lb1 by hand; lb2 runs the same
+    // service, ready, without it (a backup that never takes over yet).
+    balancers[0]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
     let mut agents = Vec::new();
     for (node, host) in BALANCERS.iter().zip(&balancers) {
         let name = format!("{LAB}-{}", node.role);
         let pin_dir = Path::new(BPFFS).join(&name);
         let mut agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
-            format!(
-                "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n",
-                pin_dir.display()
-            )
+            lab_config(pin_dir, node.v4)
         });
         agent.wait_attached();
         agents.push(agent);
@@ -145,25 +147,47 @@ pub fn run(bins: &Binaries) -> Result<()> {
     Ok(())
 }
 
+/// halb's config on a balancer of the lab: one full-NAT service on the VIP.
+fn lab_config(pin_dir: &Path, own_address: &str) -> String {
+    let mut config = format!(
+        "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nsnat_address = \"{own_address}\"\n",
+        pin_dir.display()
+    );
+    for web in &WEBS {
+        config += &format!("[[service.backend]]\naddress = \"{}\"\n", web.v4);
+    }
+    config
+}
+
 fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
     let c = client.name();
     let lb1_pins = agents[0].pin_dir.display();
     let try_lines = [
         (
-            format!("ip netns exec {c} curl -s http://{}/", WEBS[0].v4),
-            "web1 answers: web1",
+            format!("ip netns exec {c} curl -s http://{VIP}/"),
+            "the VIP, through lb1's XDP datapath: web1, web2 or web3",
+        ),
+        (
+            format!(
+                "for i in $(seq 12); do ip netns exec {c} curl -s http://{VIP}/; done | sort | uniq -c"
+            ),
+            "new connections spread over the three",
         ),
         (
             format!("ip netns exec {c} ping -c 3 {}", BALANCERS[0].v4),
             "crosses lb1's XDP program",
         ),
         (
-            format!("bpftool map dump pinned {lb1_pins}/HALB_STATS"),
-            "per-CPU counters, by field name",
+            format!("bpftool map dump pinned {lb1_pins}/HALB_FLOWS"),
+            "tracked flows: client -> VIP, backend, NAT port",
+        ),
+        (
+            format!("bpftool map dump pinned {lb1_pins}/HALB_VERDICTS"),
+            "what the datapath did with each packet, and why",
         ),
         (
             format!("{} counters --pin-dir {lb1_pins}", bins.halb.display()),
-            "the same, summed",
+            "counters summed over CPUs",
         ),
         (
             "bpftool prog show name halb_xdp".to_owned(),
@@ -174,7 +198,6 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "'prog/xdp id N': attached in native mode",
         ),
     ];
-    let width = try_lines.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     println!("\nhalb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64");
     println!("  {:<7} {:<16} {}", "client", c, CLIENT.v4);
     for (node, agent) in BALANCERS.iter().zip(agents) {
@@ -197,9 +220,11 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
     }
     println!("\nTry, as root in another terminal:");
     for (command, what) in &try_lines {
-        println!("  {command:<width$}   # {what}");
+        println!("  # {what}\n  {command}");
     }
-    println!("\nNot yet: the virtual service on {VIP} (datapath and VRRP issues).");
+    println!(
+        "\nThe VIP {VIP} sits on lb1 by hand: VRRP (moving it to lb2 when lb1 fails) is not there yet."
+    );
     println!("Ctrl-C tears everything down.\n");
 }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask VERB`: the project's only entry points. Every verb that
 //! builds first makes sure the eBPF toolchain is installed.
 
+mod bench;
 mod build;
 mod cmd;
 mod lab;
@@ -39,6 +40,14 @@ enum Verb {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
+    /// Run a benchmark (release build, as root): `datapath`.
+    Bench {
+        /// Which benchmark: datapath.
+        name: String,
+        /// Seconds per load measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
     /// Check (and install) the eBPF toolchain only.
     Toolchain,
     /// The lab's privileged half; `run` starts it (under sudo when not root).
@@ -69,6 +78,7 @@ fn dispatch(verb: Verb) -> anyhow::Result<()> {
         Verb::Run { clean: true, .. } => privilege::xtask_as_root(&["lab-clean".into()]),
         Verb::Run { halb_args, .. } => run::run(&halb_args),
         Verb::Test { test_args } => test::run(&test_args),
+        Verb::Bench { name, seconds } => bench::run(&name, seconds),
         Verb::Toolchain => toolchain::ensure(),
         Verb::Lab { halb, web } => lab::run(&build::Binaries { halb, web }),
         Verb::LabClean => lab::clean(),
