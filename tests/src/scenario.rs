@@ -21,6 +21,7 @@ use crate::{
 };
 
 pub const VIP: &str = "198.18.0.100";
+pub const VIP6: &str = "2001:db8::100";
 pub const CLIENT: &str = "198.18.0.10";
 pub const WEBS: [&str; 3] = ["web1", "web2", "web3"];
 
@@ -44,6 +45,7 @@ impl Mode {
 pub struct Backend {
     pub name: &'static str,
     pub addr: String,
+    pub addr6: String,
     pub ns: NetNs,
 }
 
@@ -63,45 +65,79 @@ impl Scenario {
     pub fn build(mode: Mode, two_arms: bool, web_bin: &Path) -> Self {
         let two_arms = two_arms || mode.two_arms();
         let mut front = Lan::new();
-        let client = front.attach(NetNs::new("client"), &[&format!("{CLIENT}/24")]);
+        let client = front.attach(
+            NetNs::new("client"),
+            &[&format!("{CLIENT}/24"), "2001:db8::10/64"],
+        );
         let lb = NetNs::new("lb");
-        front.plug(&lb, HOST_IF, &["198.18.0.2/24"]);
-        // Clients reach the VIP through the balancer (VRRP will put it there).
+        front.plug(&lb, HOST_IF, &["198.18.0.2/24", "2001:db8::2/64"]);
+        // Clients reach the VIPs through the balancer (VRRP will put them there).
         lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
+        lb.ip(&[
+            "addr",
+            "add",
+            &format!("{VIP6}/128"),
+            "dev",
+            HOST_IF,
+            "nodad",
+        ]);
         let mut back = Lan::new();
         if two_arms {
-            back.plug(&lb, "eth1", &["198.18.1.2/24"]);
+            back.plug(&lb, "eth1", &["198.18.1.2/24", "2001:db8:1::2/64"]);
             client
                 .ns
                 .ip(&["route", "add", "198.18.1.0/24", "via", "198.18.0.2"]);
+            client
+                .ns
+                .ip(&["route", "add", "2001:db8:1::/64", "via", "2001:db8::2"]);
             lb.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+            lb.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
         }
         let mut backends = Vec::new();
         for (i, name) in WEBS.into_iter().enumerate() {
             let ns = NetNs::new(name);
-            let addr = if two_arms {
-                format!("198.18.1.{}", 11 + i)
+            let (addr, addr6) = if two_arms {
+                (
+                    format!("198.18.1.{}", 11 + i),
+                    format!("2001:db8:1::{}", 11 + i),
+                )
             } else {
-                format!("198.18.0.{}", 11 + i)
+                (
+                    format!("198.18.0.{}", 11 + i),
+                    format!("2001:db8::{}", 11 + i),
+                )
             };
             let lan = if two_arms { &mut back } else { &mut front };
-            lan.plug(&ns, HOST_IF, &[&format!("{addr}/24")]);
+            lan.plug(
+                &ns,
+                HOST_IF,
+                &[&format!("{addr}/24"), &format!("{addr6}/64")],
+            );
             if two_arms {
                 ns.ip(&["route", "add", "default", "via", "198.18.1.2"]);
+                ns.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::2"]);
             }
             if mode == Mode::Dsr {
-                // The backend holds the VIP on lo and never answers ARP for it.
+                // The backend holds the VIPs on lo and never answers ARP for
+                // them (neighbour discovery answers only for its own addresses).
                 ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+                ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
                 ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.arp_ignore=1"]);
                 ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.arp_announce=2"]);
             }
-            backends.push(Backend { name, addr, ns });
+            backends.push(Backend {
+                name,
+                addr,
+                addr6,
+                ns,
+            });
         }
         let webs = backends
             .iter()
             .map(|b| {
                 let mut command = b.ns.command(web_bin.to_str().expect("UTF-8 path"));
-                command.args([b.name, "0.0.0.0:80"]);
+                // [::] takes IPv4 too (net.ipv6.bindv6only is 0).
+                command.args([b.name, "[::]:80"]);
                 let web = ChildGuard::spawn(b.name, command, false);
                 web.lines()
                     .wait_for("listening", Duration::from_secs(5))
@@ -123,36 +159,49 @@ impl Scenario {
         format!("{VIP}:80").parse().expect("VIP")
     }
 
-    /// The config of one service on the VIP in `mode`, `weights` for
-    /// web1-3 (0 leaves one out), with `extra` lines in `[datapath]`.
+    pub fn vip6(&self) -> SocketAddr {
+        format!("[{VIP6}]:80").parse().expect("VIP6")
+    }
+
+    /// The config of the service on the VIP (and its twin on the IPv6 VIP)
+    /// in `mode`, `weights` for web1-3 (0 leaves one out), with `extra`
+    /// lines in `[datapath]`.
     pub fn config(&self, mode: Mode, weights: [u32; 3], pin_dir: &Path, extra: &str) -> String {
         let interfaces = if self.two_arms {
             "[\"eth0\", \"eth1\"]"
         } else {
             "[\"eth0\"]"
         };
-        let snat = if self.two_arms {
-            "198.18.1.2"
+        let (snat, snat6) = if self.two_arms {
+            ("198.18.1.2", "2001:db8:1::2")
         } else {
-            "198.18.0.2"
+            ("198.18.0.2", "2001:db8::2")
         };
-        let mode_lines = match mode {
+        let mode_lines = |snat: &str| match mode {
             Mode::Nat => format!("snat_address = \"{snat}\""),
             Mode::NatKeepClient => "keep_client_address = true".to_owned(),
             Mode::Dsr => "mode = \"dsr\"".to_owned(),
         };
-        let mut backends = String::new();
-        for (b, weight) in self.backends.iter().zip(weights) {
-            if weight > 0 {
-                backends += &format!(
-                    "[[service.backend]]\naddress = \"{}\"\nweight = {weight}\n",
-                    b.addr
-                );
+        let backends = |v6: bool| {
+            let mut out = String::new();
+            for (b, weight) in self.backends.iter().zip(weights) {
+                let addr = if v6 { &b.addr6 } else { &b.addr };
+                if weight > 0 {
+                    out +=
+                        &format!("[[service.backend]]\naddress = \"{addr}\"\nweight = {weight}\n");
+                }
             }
-        }
+            out
+        };
         format!(
-            "[datapath]\ninterfaces = {interfaces}\npin_dir = \"{}\"\n{extra}\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n{mode_lines}\n{backends}",
-            pin_dir.display()
+            "[datapath]\ninterfaces = {interfaces}\npin_dir = \"{}\"\n{extra}\n\n\
+             [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n{}\n{}\n\
+             [[service]]\nname = \"web6\"\nvip = \"{VIP6}\"\nport = 80\n{}\n{}",
+            pin_dir.display(),
+            mode_lines(snat),
+            backends(false),
+            mode_lines(snat6),
+            backends(true),
         )
     }
 

@@ -1,5 +1,5 @@
 //! Real traffic through halb in each forwarding mode: a client makes HTTP
-//! requests, each on a new connection, to the VIP; three halb-web backends
+//! requests, each on a new connection, to the VIP (and to the IPv6 VIP); three halb-web backends
 //! answer with their names. Checks that every request succeeds, that equal
 //! weights share evenly and 1:2:3 weights share 1:2:3 (each within 10%),
 //! and that removing a backend moves little more than its own flows
@@ -84,6 +84,14 @@ fn run_mode(mode: Mode, label: &str) {
     assert_all_ok(label, &tally);
     assert_eq!(tally.ok, 10_000);
     assert_shares(&format!("{label} equal weights"), &tally, [1, 1, 1]);
+    // IPv6: the same service on the IPv6 VIP, to the backends' IPv6 addresses.
+    let tally = http_requests(&lab.client.ns, lab.vip6(), 3_000, 16, Source::Ephemeral);
+    eprintln!(
+        "{label} IPv6: 3000 requests in {:?}: {:?}",
+        tally.elapsed, tally.by_backend
+    );
+    assert_all_ok(&format!("{label} IPv6"), &tally);
+    assert_shares(&format!("{label} IPv6"), &tally, [1, 1, 1]);
     drop(agent);
 
     let agent = balancer(&lab, mode, [1, 2, 3]);
