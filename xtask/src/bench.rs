@@ -1,8 +1,6 @@
 //! `cargo xtask bench NAME`: release builds, then the benchmark runner as
 //! root. Figures are printed next to references measured in the same run.
 
-use std::process::Command;
-
 use anyhow::{Result, bail};
 
 use crate::{build, cmd, privilege, signals, toolchain};
@@ -22,29 +20,20 @@ pub fn run(name: &str, seconds: u32) -> Result<()> {
         bail!("no benchmark {name:?}; there are:\n{}", known.join("\n"));
     }
     toolchain::ensure()?;
-    cmd::run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "halb-userspace",
-        "--bin",
-        "halb",
-        "--package",
-        "halb-tests",
-        "--bin",
-        "halb-web",
-        "--package",
-        "halb-bench",
-    ]))?;
-    let release = build::target_dir()?.join("release");
+    let bins = build::binaries(build::Profile::Release, &["halb-bench"])?;
+    let bench = bins
+        .halb
+        .parent()
+        .map(|dir| dir.join("halb-bench"))
+        .ok_or_else(|| anyhow::anyhow!("no target folder"))?;
     signals::catch_stop();
     cmd::run(
-        privilege::command(release.join("halb-bench"))
+        privilege::command(bench)
             .arg(name)
             .arg("--halb")
-            .arg(release.join("halb"))
+            .arg(&bins.halb)
             .arg("--web")
-            .arg(release.join("halb-web"))
+            .arg(&bins.web)
             .arg("--seconds")
             .arg(seconds.to_string()),
     )

@@ -12,8 +12,18 @@ pub struct Binaries {
     pub web: PathBuf,
 }
 
-/// Builds `halb` (with its embedded XDP program) and `halb-web`.
-pub fn binaries() -> Result<Binaries> {
+/// Which cargo profile to build with.
+#[derive(Clone, Copy)]
+pub enum Profile {
+    /// The lab and the tests.
+    Debug,
+    /// The benchmarks.
+    Release,
+}
+
+/// Builds `halb` (with its embedded XDP program), `halb-web`, and the
+/// whole of each package in `also`; returns where `halb` and `halb-web` are.
+pub fn binaries(profile: Profile, also: &[&str]) -> Result<Binaries> {
     let mut command = Command::new("cargo");
     command.args([
         "build",
@@ -26,8 +36,18 @@ pub fn binaries() -> Result<Binaries> {
         "--bin",
         "halb-web",
     ]);
+    for package in also {
+        command.args(["--package", package]);
+    }
+    let folder = match profile {
+        Profile::Debug => "debug",
+        Profile::Release => {
+            command.arg("--release");
+            "release"
+        }
+    };
     cmd::run(&mut command)?;
-    let dir = target_dir()?.join("debug");
+    let dir = target_dir()?.join(folder);
     Ok(Binaries {
         halb: dir.join("halb"),
         web: dir.join("halb-web"),

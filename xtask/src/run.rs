@@ -6,7 +6,7 @@ use crate::{build, cmd, privilege, signals, toolchain};
 
 pub fn run(halb_args: &[String]) -> Result<()> {
     toolchain::ensure()?;
-    let bins = build::binaries()?;
+    let bins = build::binaries(build::Profile::Debug, &[])?;
     if halb_args.is_empty() {
         return privilege::xtask_as_root(&[
             "lab".into(),

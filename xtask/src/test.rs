@@ -10,7 +10,7 @@ pub fn run(test_args: &[String]) -> Result<()> {
     let started = Instant::now();
     toolchain::ensure()?;
     lint()?;
-    let bins = build::binaries()?;
+    let bins = build::binaries(build::Profile::Debug, &[])?;
 
     let before = leftovers();
     let mut command = Command::new("cargo");
