@@ -6,7 +6,10 @@ use halb_common::{addr::PROTO_TCP, flow::FLOW_CLOSING};
 
 use crate::{
     maps::{HALB_TCP_CLOSING_TIMEOUT_NS, HALB_TCP_TIMEOUT_NS, HALB_UDP_TIMEOUT_NS},
-    parse::{Packet, l4::TCP_FIN, l4::TCP_RST},
+    parse::{
+        Packet,
+        l4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    },
 };
 
 /// Entries are refreshed at most this often, so a busy flow does not
@@ -49,4 +52,10 @@ pub fn touch(last_seen_ns: &mut u64, now: u64) -> bool {
 #[inline(always)]
 pub fn closes(pkt: &Packet) -> bool {
     pkt.proto == PROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0
+}
+
+/// Whether `pkt` opens a TCP connection (SYN without ACK).
+#[inline(always)]
+pub fn opens(pkt: &Packet) -> bool {
+    pkt.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }

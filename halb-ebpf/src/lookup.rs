@@ -8,7 +8,7 @@ use halb_common::{
 
 use crate::{
     clock,
-    maps::{HALB_NAT, HALB_SERVICES, HALB_VIPS},
+    maps::{HALB_FLOWS, HALB_NAT, HALB_SERVICES, HALB_VIPS},
     parse::Packet,
 };
 
@@ -64,6 +64,21 @@ pub fn nat_reply(pkt: &Packet) -> Option<NatEntry> {
     clock::touch(&mut entry.last_seen_ns, now);
     if clock::closes(pkt) {
         entry.state = FLOW_CLOSING;
+        // The flow closes too, whichever side ended it: its entries then
+        // expire together, and a SYN reusing the tuple starts afresh.
+        let flow = FlowKey {
+            src_be: entry.client_be,
+            dst_be: entry.vip_be,
+            sport_be: entry.client_port_be,
+            dport_be: entry.vip_port_be,
+            proto: pkt.proto,
+            family: pkt.family,
+            _pad: [0; 2],
+        };
+        if let Some(flow) = HALB_FLOWS.get_ptr_mut(flow) {
+            // SAFETY: a pointer from a successful lookup; one byte stored.
+            unsafe { (*flow).state = FLOW_CLOSING };
+        }
     }
     Some(*entry)
 }

@@ -1,14 +1,22 @@
-//! The agent's supervisor: starts each subsystem, waits for a signal, and
-//! shuts down in one place and one order.
+//! The agent's supervisor: starts each subsystem, applies what they report
+//! (health changes), waits for a signal, and shuts down in one place and
+//! one order.
 
-use tokio::signal::unix::{SignalKind, signal};
+use std::net::SocketAddr;
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
+    backends::BackendStates,
     config::ValidatedConfig,
     dataplane::{
         DataplaneError, LoadOptions, LoadedDatapath,
         sync::{Sync, SyncError},
     },
+    health::{Checks, Health, HealthChange},
     net::{
         forwarding::{self, ForwardingError},
         neighbours::{NeighbourError, Neighbours},
@@ -27,6 +35,14 @@ pub enum AgentError {
     Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+}
+
+/// Everything the running agent owns.
+struct Agent {
+    config: ValidatedConfig,
+    datapath: LoadedDatapath,
+    sync: Sync,
+    states: BackendStates,
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then detaches the datapath.
@@ -64,14 +80,83 @@ pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
         "datapath attached"
     );
 
-    let signal = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
+    let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
+    let checks = Checks::start(&config.services, health_tx);
+    let mut agent = Agent {
+        config,
+        datapath,
+        sync,
+        states: BackendStates::default(),
+    };
+
+    let signal = loop {
+        tokio::select! {
+            Some(change) = health_rx.recv() => agent.apply_health(change)?,
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
     };
     tracing::info!(signal, "shutting down");
+    drop(checks);
     log_task.abort();
-    datapath.detach_and_unpin()?;
+    agent.datapath.detach_and_unpin()?;
     neighbours.release().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+impl Agent {
+    /// A backend's health changed: update its state in the datapath, which
+    /// republishes the service's Maglev ring.
+    fn apply_health(&mut self, change: HealthChange) -> Result<(), AgentError> {
+        let HealthChange {
+            service,
+            backend,
+            health,
+            detail,
+        } = change;
+        self.states.set_health(&service, backend, health);
+        match health {
+            Health::Down => tracing::warn!(service, %backend, reason = detail, "backend down"),
+            Health::Up => tracing::info!(service, %backend, "backend up"),
+        }
+        self.push_state(&service, backend)
+    }
+
+    /// Writes one backend's combined state into the datapath and logs a
+    /// service losing (or regaining) its last usable backend, once.
+    fn push_state(&mut self, service: &str, backend: SocketAddr) -> Result<(), AgentError> {
+        let state = self.states.datapath_state(service, backend);
+        self.sync
+            .set_backend_state(&mut self.datapath.maps, service, backend, state)?;
+        let backends: Vec<SocketAddr> = self
+            .config
+            .services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| {
+                s.backends
+                    .iter()
+                    .map(|b| SocketAddr::new(b.address, b.port))
+            })
+            .collect();
+        match self.states.note_service(service, backends) {
+            Some(true) => tracing::error!(
+                service,
+                policy = ?self.policy(service),
+                "no backend up: new connections are refused until one comes back"
+            ),
+            Some(false) => tracing::info!(service, "a backend is up again"),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn policy(&self, service: &str) -> Option<crate::config::validate::AllDown> {
+        self.config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .map(|s| s.when_all_down)
+    }
 }

@@ -2,7 +2,9 @@
 //! the integration tests use the same code to read what the agent pinned.
 
 pub mod agent;
+pub mod backends;
 pub mod config;
 pub mod dataplane;
+pub mod health;
 pub mod logging;
 pub mod net;

@@ -28,6 +28,8 @@ pub fn unique_name(role: &str) -> String {
 pub struct NetNs {
     name: String,
     file: Arc<File>,
+    /// Created by this handle, so deleted with it.
+    owned: bool,
 }
 
 impl NetNs {
@@ -44,9 +46,22 @@ impl NetNs {
         let ns = Self {
             name: name.to_owned(),
             file: Arc::new(file),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
+    }
+
+    /// A handle on an existing namespace that someone else owns: dropping
+    /// it deletes nothing (for threads that need a handle of their own).
+    pub fn open(name: &str) -> Self {
+        let path = PathBuf::from("/run/netns").join(name);
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        Self {
+            name: name.to_owned(),
+            file: Arc::new(file),
+            owned: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -118,6 +133,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let result = Command::new("ip")
             .args(["netns", "del", &self.name])
             .stdout(Stdio::null())

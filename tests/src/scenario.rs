@@ -54,8 +54,9 @@ pub struct Scenario {
     pub lb: NetNs,
     pub backends: Vec<Backend>,
     two_arms: bool,
+    web_bin: std::path::PathBuf,
     // Drop order: processes, then namespaces.
-    _webs: Vec<ChildGuard>,
+    webs: Vec<Option<ChildGuard>>,
     _lans: Vec<Lan>,
 }
 
@@ -134,25 +135,27 @@ impl Scenario {
         }
         let webs = backends
             .iter()
-            .map(|b| {
-                let mut command = b.ns.command(web_bin.to_str().expect("UTF-8 path"));
-                // [::] takes IPv4 too (net.ipv6.bindv6only is 0).
-                command.args([b.name, "[::]:80"]);
-                let web = ChildGuard::spawn(b.name, command, false);
-                web.lines()
-                    .wait_for("listening", Duration::from_secs(5))
-                    .unwrap_or_else(|| panic!("{} did not start", b.name));
-                web
-            })
+            .map(|b| Some(start_web(b, web_bin)))
             .collect();
         Self {
             client,
             lb,
             backends,
             two_arms,
-            _webs: webs,
+            web_bin: web_bin.to_owned(),
+            webs,
             _lans: vec![front, back],
         }
+    }
+
+    /// Stops backend `i`'s web server (connections to it are refused).
+    pub fn stop_web(&mut self, i: usize) {
+        self.webs[i] = None;
+    }
+
+    /// Starts backend `i`'s web server again.
+    pub fn start_web(&mut self, i: usize) {
+        self.webs[i] = Some(start_web(&self.backends[i], &self.web_bin));
     }
 
     pub fn vip(&self) -> SocketAddr {
@@ -167,6 +170,19 @@ impl Scenario {
     /// in `mode`, `weights` for web1-3 (0 leaves one out), with `extra`
     /// lines in `[datapath]`.
     pub fn config(&self, mode: Mode, weights: [u32; 3], pin_dir: &Path, extra: &str) -> String {
+        self.config_with(mode, weights, pin_dir, extra, "")
+    }
+
+    /// [`Scenario::config`] with `service_extra` lines in each service
+    /// (e.g. its `[service.check]`, which must come last).
+    pub fn config_with(
+        &self,
+        mode: Mode,
+        weights: [u32; 3],
+        pin_dir: &Path,
+        extra: &str,
+        service_extra: &str,
+    ) -> String {
         let interfaces = if self.two_arms {
             "[\"eth0\", \"eth1\"]"
         } else {
@@ -195,8 +211,8 @@ impl Scenario {
         };
         format!(
             "[datapath]\ninterfaces = {interfaces}\npin_dir = \"{}\"\n{extra}\n\n\
-             [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n{}\n{}\n\
-             [[service]]\nname = \"web6\"\nvip = \"{VIP6}\"\nport = 80\n{}\n{}",
+             [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n{}\n{}\n{service_extra}\n\
+             [[service]]\nname = \"web6\"\nvip = \"{VIP6}\"\nport = 80\n{}\n{}\n{service_extra}\n",
             pin_dir.display(),
             mode_lines(snat),
             backends(false),
@@ -207,12 +223,34 @@ impl Scenario {
 
     /// Starts halb (`halb_bin`) on the balancer and waits until it is attached.
     pub fn halb(&self, halb_bin: &Path, mode: Mode, weights: [u32; 3]) -> Agent {
+        self.halb_with(halb_bin, mode, weights, "")
+    }
+
+    /// [`Scenario::halb`] with `service_extra` lines in each service.
+    pub fn halb_with(
+        &self,
+        halb_bin: &Path,
+        mode: Mode,
+        weights: [u32; 3],
+        service_extra: &str,
+    ) -> Agent {
         let name = crate::netns::unique_name("lb");
         let pin_dir = Path::new(crate::agent::BPFFS).join(&name);
         let mut agent = Agent::start_named(&self.lb, &name, halb_bin, pin_dir, false, |pin| {
-            self.config(mode, weights, pin, "")
+            self.config_with(mode, weights, pin, "", service_extra)
         });
         agent.wait_attached();
         agent
     }
+}
+
+fn start_web(backend: &Backend, web_bin: &Path) -> ChildGuard {
+    let mut command = backend.ns.command(web_bin.to_str().expect("UTF-8 path"));
+    // [::] takes IPv4 too (net.ipv6.bindv6only is 0).
+    command.args([backend.name, "[::]:80"]);
+    let web = ChildGuard::spawn(backend.name, command, false);
+    web.lines()
+        .wait_for("listening", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{} did not start", backend.name));
+    web
 }

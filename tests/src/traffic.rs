@@ -146,3 +146,43 @@ pub fn request(target: SocketAddr, source: Source, i: usize) -> Result<String, S
         .ok_or_else(|| format!("no body in {response:?}"))?;
     Ok(body.trim().to_owned())
 }
+
+/// One request of a timed load: when it started and what it met.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Duration,
+    pub result: Result<String, String>,
+}
+
+/// Sends requests on new connections from `ns` to `target`, `concurrency`
+/// at a time with `pause` between a worker's requests, for `duration`;
+/// returns every request's outcome in time order.
+pub fn http_load(
+    ns: &NetNs,
+    target: SocketAddr,
+    duration: Duration,
+    concurrency: usize,
+    pause: Duration,
+) -> Vec<Sample> {
+    let started = Instant::now();
+    let samples = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            let samples = &samples;
+            scope.spawn(move || {
+                ns.enter_current_thread();
+                let mut mine = Vec::new();
+                while started.elapsed() < duration {
+                    let at = started.elapsed();
+                    let result = request(target, Source::Ephemeral, 0);
+                    mine.push(Sample { at, result });
+                    std::thread::sleep(pause);
+                }
+                samples.lock().expect("samples lock").extend(mine);
+            });
+        }
+    });
+    let mut samples = samples.into_inner().expect("samples lock");
+    samples.sort_by_key(|s| s.at);
+    samples
+}

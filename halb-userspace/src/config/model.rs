@@ -53,8 +53,37 @@ pub struct Service {
     pub snat_address: Option<Spanned<String>>,
     /// `none` (default) or `source`: pick the backend by client address.
     pub affinity: Option<Spanned<String>>,
+    /// How the backends' health is checked; none means always up.
+    pub check: Option<Spanned<Check>>,
+    /// When no backend is up: `drop` (default) or `reset` (TCP RST).
+    pub when_all_down: Option<Spanned<String>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<Spanned<Backend>>,
+}
+
+/// `[service.check]`, and a backend's `check = { ... }` overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// `tcp` (connect) or `http` (GET, status and body).
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Time between checks, e.g. "2s" or "500ms".
+    pub interval: Option<Spanned<String>>,
+    /// Time a check may take.
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive successes that bring a down backend up.
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures that take an up backend down.
+    pub fall: Option<Spanned<u32>>,
+    /// Port to check; the backend's by default.
+    pub port: Option<Spanned<u16>>,
+    /// HTTP: the path requested.
+    pub path: Option<Spanned<String>>,
+    /// HTTP: the status expected.
+    pub expect_status: Option<Spanned<u16>>,
+    /// HTTP: a text the body must contain.
+    pub expect_body: Option<Spanned<String>>,
 }
 
 /// `[[service.backend]]`: one real server.
@@ -68,4 +97,6 @@ pub struct Backend {
     pub weight: Option<Spanned<u32>>,
     /// DSR: the backend's MAC, when the kernel should not be asked for it.
     pub mac: Option<Spanned<String>>,
+    /// Overrides of the service's check for this backend.
+    pub check: Option<Spanned<Check>>,
 }

@@ -62,7 +62,39 @@ pub struct ServiceConfig {
     pub protocol: Protocol,
     pub mode: Mode,
     pub affinity: Affinity,
+    pub when_all_down: AllDown,
     pub backends: Vec<BackendConfig>,
+}
+
+/// What the datapath does with a service's packets when no backend is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    Drop,
+    /// TCP: answer with a reset, so clients fail at once instead of timing out.
+    Reset,
+}
+
+/// A backend's health check, with every default applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connection opens.
+    Tcp,
+    /// An HTTP GET answers with the expected status (and body text).
+    Http {
+        path: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +128,8 @@ pub struct BackendConfig {
     pub port: u16,
     pub weight: u32,
     pub mac: Option<[u8; 6]>,
+    /// None: never checked, always up.
+    pub check: Option<CheckConfig>,
 }
 
 /// Linux's IFNAMSIZ less the terminating NUL.
@@ -445,6 +479,21 @@ fn one_service(
         &[("none", Affinity::None), ("source", Affinity::Source)],
         Affinity::None,
     );
+    let when_all_down = errors.choice(
+        raw.when_all_down.as_ref(),
+        "when_all_down",
+        &[("drop", AllDown::Drop), ("reset", AllDown::Reset)],
+        AllDown::Drop,
+    );
+    if when_all_down == AllDown::Reset
+        && protocol == Protocol::Udp
+        && let Some(w) = &raw.when_all_down
+    {
+        errors.at(
+            w.span(),
+            "when_all_down = \"reset\" is for TCP services: UDP has no reset; use \"drop\"",
+        );
+    }
 
     if raw.backends.is_empty() {
         errors.at(
@@ -502,12 +551,14 @@ fn one_service(
                 format!("backend {a} port {bport} is listed twice in this service: remove one"),
             );
         }
+        let check = check(raw.check.as_ref(), backend.check.as_ref(), bport, errors);
         if let Some(address) = address {
             backends.push(BackendConfig {
                 address,
                 port: bport,
                 weight,
                 mac,
+                check,
             });
         }
     }
@@ -527,8 +578,165 @@ fn one_service(
         protocol,
         mode,
         affinity,
+        when_all_down,
         backends,
     })
+}
+
+/// haproxy's defaults: `inter 2s`, `rise 2`, `fall 3`; a check may take 1 s.
+const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+const CHECK_RISE: u32 = 2;
+const CHECK_FALL: u32 = 3;
+
+/// The check of one backend: the service's, with the backend's overrides.
+fn check(
+    service: Option<&Spanned<model::Check>>,
+    backend: Option<&Spanned<model::Check>>,
+    backend_port: u16,
+    errors: &mut Errors<'_, '_>,
+) -> Option<CheckConfig> {
+    if service.is_none() && backend.is_none() {
+        return None;
+    }
+    let empty = model::Check::default();
+    let s = service.map_or(&empty, |c| c.get_ref());
+    let b = backend.map_or(&empty, |c| c.get_ref());
+    // The backend's value where it has one, else the service's.
+    macro_rules! pick {
+        ($field:ident) => {
+            b.$field.as_ref().or(s.$field.as_ref())
+        };
+    }
+    let Some(kind_word) = pick!(kind) else {
+        let span = backend.or(service).map_or(0..0, |c| c.span());
+        errors.at(
+            span,
+            "check needs a type: type = \"tcp\" or type = \"http\"",
+        );
+        return None;
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Tcp,
+        Http,
+    }
+    let kind = errors.choice(
+        Some(kind_word),
+        "check type",
+        &[("tcp", Kind::Tcp), ("http", Kind::Http)],
+        Kind::Tcp,
+    );
+    let mut duration = |value: Option<&Spanned<String>>, what: &str, default: Duration| match value
+    {
+        None => default,
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|| {
+            errors.at(
+                v.span(),
+                format!(
+                    "{what} {:?} is not a duration: write it like \"2s\" or \"500ms\"",
+                    v.get_ref()
+                ),
+            );
+            default
+        }),
+    };
+    let interval = duration(pick!(interval), "interval", CHECK_INTERVAL);
+    let timeout = duration(pick!(timeout), "timeout", CHECK_TIMEOUT);
+    if interval.is_zero() || timeout.is_zero() || timeout > interval {
+        let span = pick!(timeout)
+            .or(pick!(interval))
+            .map_or(0..0, |v| v.span());
+        errors.at(
+            span,
+            format!("check timeout ({timeout:?}) must be above zero and at most the interval ({interval:?})"),
+        );
+    }
+    let mut count = |value: Option<&Spanned<u32>>, what: &str, default: u32| match value {
+        None => default,
+        Some(v) if *v.get_ref() == 0 => {
+            errors.at(
+                v.span(),
+                format!("{what} must be at least 1 (consecutive checks)"),
+            );
+            default
+        }
+        Some(v) => *v.get_ref(),
+    };
+    let rise = count(pick!(rise), "rise", CHECK_RISE);
+    let fall = count(pick!(fall), "fall", CHECK_FALL);
+    let port = match pick!(port) {
+        Some(p) if *p.get_ref() == 0 => {
+            errors.at(
+                p.span(),
+                "check port 0 is not a port: leave it out to check the backend's port",
+            );
+            backend_port
+        }
+        Some(p) => *p.get_ref(),
+        None => backend_port,
+    };
+    let kind = match kind {
+        Kind::Tcp => {
+            for (field, what) in [(pick!(path), "path"), (pick!(expect_body), "expect_body")] {
+                if let Some(v) = field {
+                    errors.at(v.span(), format!("{what} is for type = \"http\" checks: remove it, or make the check http"));
+                }
+            }
+            if let Some(v) = pick!(expect_status) {
+                errors.at(v.span(), "expect_status is for type = \"http\" checks: remove it, or make the check http");
+            }
+            CheckKind::Tcp
+        }
+        Kind::Http => {
+            let path = pick!(path).map_or("/".to_owned(), |p| p.get_ref().clone());
+            if !path.starts_with('/') {
+                if let Some(p) = pick!(path) {
+                    errors.at(
+                        p.span(),
+                        format!("path {path:?} must start with '/', e.g. \"/health\""),
+                    );
+                }
+            }
+            let expect_status = pick!(expect_status).map_or(200, |s| *s.get_ref());
+            if !(100..=599).contains(&expect_status) {
+                if let Some(s) = pick!(expect_status) {
+                    errors.at(
+                        s.span(),
+                        format!("expect_status {expect_status} is not an HTTP status (100-599)"),
+                    );
+                }
+            }
+            CheckKind::Http {
+                path,
+                expect_status,
+                expect_body: pick!(expect_body).map(|b| b.get_ref().clone()),
+            }
+        }
+    };
+    Some(CheckConfig {
+        kind,
+        interval,
+        timeout,
+        rise,
+        fall,
+        port,
+    })
+}
+
+/// "500ms", "2s", "1m", "1.5s" to a duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 /// "aa:bb:cc:dd:ee:ff" (or with '-') to bytes.

@@ -157,8 +157,17 @@ impl Sync {
             })?;
         b.state = state;
         let (id, value) = (b.id, backend_value(&b.config, state));
-        updated(MAP_BACKENDS, maps.backends.set(id, value, 0))?;
-        publish_ring(maps, applied, ring_size)
+        // Never let the live ring name a backend the datapath would refuse:
+        // one coming up is marked up before the ring takes it in; one going
+        // away leaves the ring before it is marked.
+        if state == BackendState::Up {
+            updated(MAP_BACKENDS, maps.backends.set(id, value, 0))?;
+            publish_ring(maps, applied, ring_size)
+        } else {
+            publish_ring(maps, applied, ring_size)?;
+            updated(MAP_BACKENDS, maps.backends.set(id, value, 0))?;
+            Ok(())
+        }
     }
 
     fn upsert(&mut self, maps: &mut DatapathMaps, config: &ServiceConfig) -> Result<(), SyncError> {

@@ -1,0 +1,132 @@
+//! Health checks: one task per checked backend, TCP or HTTP, at its own
+//! interval with jitter, counting rise and fall; each change of health is
+//! sent to the supervisor, which updates the datapath.
+
+pub mod http;
+pub mod state;
+pub mod tcp;
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::config::validate::{CheckConfig, CheckKind, ServiceConfig};
+pub use state::{Health, HealthState};
+
+/// A backend's health changed.
+#[derive(Debug, Clone)]
+pub struct HealthChange {
+    pub service: String,
+    pub backend: SocketAddr,
+    pub health: Health,
+    /// The last check's outcome, for the log line.
+    pub detail: String,
+}
+
+/// The running checks; dropping it stops them all.
+pub struct Checks {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Checks {
+    /// Starts a task for every backend of `services` that has a check.
+    pub fn start(services: &[ServiceConfig], changes: mpsc::Sender<HealthChange>) -> Self {
+        let mut tasks = Vec::new();
+        for service in services {
+            for backend in &service.backends {
+                let Some(check) = backend.check.clone() else {
+                    continue;
+                };
+                let target = SocketAddr::new(backend.address, check.port);
+                let backend = SocketAddr::new(backend.address, backend.port);
+                let name = service.name.clone();
+                let changes = changes.clone();
+                tasks.push(tokio::spawn(async move {
+                    run(name, backend, target, check, changes).await;
+                }));
+            }
+        }
+        Self { tasks }
+    }
+}
+
+async fn run(
+    service: String,
+    backend: SocketAddr,
+    target: SocketAddr,
+    check: CheckConfig,
+    changes: mpsc::Sender<HealthChange>,
+) {
+    let mut jitter = Jitter::seeded(&backend);
+    // Spread the first checks over one interval, so a hundred backends are
+    // not all checked in the same millisecond.
+    tokio::time::sleep(jitter.fraction_of(check.interval)).await;
+    let mut state = HealthState::default();
+    loop {
+        let result = probe(target, &check).await;
+        let detail = match &result {
+            Ok(()) => "check passed".to_owned(),
+            Err(e) => e.clone(),
+        };
+        if let Some(health) = state.observe(result.is_ok(), check.rise, check.fall) {
+            let change = HealthChange {
+                service: service.clone(),
+                backend,
+                health,
+                detail,
+            };
+            if changes.send(change).await.is_err() {
+                return;
+            }
+        }
+        // Each interval varies by up to ±10%.
+        let interval = check.interval.mul_f64(0.9) + jitter.fraction_of(check.interval / 5);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn probe(target: SocketAddr, check: &CheckConfig) -> Result<(), String> {
+    match &check.kind {
+        CheckKind::Tcp => tcp::check(target, check.timeout).await,
+        CheckKind::Http {
+            path,
+            expect_status,
+            expect_body,
+        } => {
+            let expect = http::Expect {
+                path,
+                status: *expect_status,
+                body: expect_body.as_deref(),
+            };
+            http::check(target, check.timeout, &expect).await
+        }
+    }
+}
+
+/// A small xorshift generator: jitter needs spread, not secrecy.
+struct Jitter(u64);
+
+impl Jitter {
+    fn seeded(backend: &SocketAddr) -> Self {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        backend.hash(&mut hasher);
+        Self(hasher.finish() | 1)
+    }
+
+    /// A random duration in [0, `of`).
+    fn fraction_of(&mut self, of: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        of.mul_f64((self.0 % 10_000) as f64 / 10_000.0)
+    }
+}
