@@ -690,22 +690,22 @@ fn check(
         }
         Kind::Http => {
             let path = pick!(path).map_or("/".to_owned(), |p| p.get_ref().clone());
-            if !path.starts_with('/') {
-                if let Some(p) = pick!(path) {
-                    errors.at(
-                        p.span(),
-                        format!("path {path:?} must start with '/', e.g. \"/health\""),
-                    );
-                }
+            if !path.starts_with('/')
+                && let Some(p) = pick!(path)
+            {
+                errors.at(
+                    p.span(),
+                    format!("path {path:?} must start with '/', e.g. \"/health\""),
+                );
             }
             let expect_status = pick!(expect_status).map_or(200, |s| *s.get_ref());
-            if !(100..=599).contains(&expect_status) {
-                if let Some(s) = pick!(expect_status) {
-                    errors.at(
-                        s.span(),
-                        format!("expect_status {expect_status} is not an HTTP status (100-599)"),
-                    );
-                }
+            if !(100..=599).contains(&expect_status)
+                && let Some(s) = pick!(expect_status)
+            {
+                errors.at(
+                    s.span(),
+                    format!("expect_status {expect_status} is not an HTTP status (100-599)"),
+                );
             }
             CheckKind::Http {
                 path,

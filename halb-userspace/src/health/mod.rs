@@ -116,10 +116,9 @@ struct Jitter(u64);
 
 impl Jitter {
     fn seeded(backend: &SocketAddr) -> Self {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        backend.hash(&mut hasher);
-        Self(hasher.finish() | 1)
+        use std::hash::BuildHasher;
+        // RandomState's keys are random per process: a fresh seed each run.
+        Self(std::collections::hash_map::RandomState::new().hash_one(backend) | 1)
     }
 
     /// A random duration in [0, `of`).
