@@ -27,11 +27,7 @@ fn check(kind: &str) -> String {
     )
 }
 
-fn answered_by<'a>(
-    samples: &'a [Sample],
-    from: Duration,
-    to: Duration,
-) -> impl Iterator<Item = &'a Sample> {
+fn answered_by(samples: &[Sample], from: Duration, to: Duration) -> impl Iterator<Item = &Sample> {
     samples.iter().filter(move |s| s.at >= from && s.at < to)
 }
 
