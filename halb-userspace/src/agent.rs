@@ -1,8 +1,13 @@
 //! The agent's supervisor: starts each subsystem, applies what they report
-//! (health changes), waits for a signal, and shuts down in one place and
-//! one order.
+//! (health changes, operator requests, reloads), and shuts down in one
+//! place and one order.
 
-use std::net::SocketAddr;
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -10,11 +15,16 @@ use tokio::{
 };
 
 use crate::{
-    backends::BackendStates,
-    config::ValidatedConfig,
+    backends::{Admin, BackendStates},
+    config::{self, ValidatedConfig, validate::ServiceConfig},
+    control::{
+        protocol::{Request, Response},
+        socket::{ControlError, ControlSocket},
+        status::{BackendStatus, ServiceStatus, Status, Traffic},
+    },
     dataplane::{
         DataplaneError, LoadOptions, LoadedDatapath,
-        sync::{Sync, SyncError},
+        sync::{BackendState, Sync, SyncError},
     },
     health::{Checks, Health, HealthChange},
     net::{
@@ -22,6 +32,7 @@ use crate::{
         neighbours::{NeighbourError, Neighbours},
     },
 };
+use halb_common::stats::{TrafficCounters, VerdictCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -31,6 +42,8 @@ pub enum AgentError {
     Forwarding(#[from] ForwardingError),
     #[error(transparent)]
     Neighbours(#[from] NeighbourError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error("cannot program the services into the datapath: {0}")]
     Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
@@ -39,16 +52,24 @@ pub enum AgentError {
 
 /// Everything the running agent owns.
 struct Agent {
+    config_path: PathBuf,
     config: ValidatedConfig,
     datapath: LoadedDatapath,
     sync: Sync,
     states: BackendStates,
+    neighbours: Neighbours,
+    checks: Checks,
+    health_tx: mpsc::Sender<HealthChange>,
+    rates: Rates,
 }
 
-/// Runs the agent until SIGINT or SIGTERM, then detaches the datapath.
-pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
+/// Runs the agent with the config read from `config_path` until SIGINT,
+/// SIGTERM or `halb stop`, then detaches the datapath.
+pub async fn run(config_path: &Path, config: ValidatedConfig) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    let control = ControlSocket::bind(&config.admin.control_socket)?;
 
     let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
     let log_task = tokio::spawn(datapath.log_pump()?.run());
@@ -66,46 +87,174 @@ pub async fn run(config: ValidatedConfig) -> Result<(), AgentError> {
     forwarding::enable(&config.datapath.interfaces)?;
     let mut neighbours = Neighbours::connect()?;
     neighbours
-        .keep_resolved(
-            config
-                .services
-                .iter()
-                .flat_map(|s| s.backends.iter().map(|b| b.address)),
-        )
+        .keep_resolved(backend_addresses(&config.services))
         .await?;
     datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
     tracing::info!(
         pin_dir = %config.datapath.pin_dir.display(),
         interfaces = ?config.datapath.interfaces,
+        control = %config.admin.control_socket.display(),
         "datapath attached"
     );
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
-    let checks = Checks::start(&config.services, health_tx);
+    let checks = Checks::start(&config.services, health_tx.clone(), |_, _| Health::Up);
     let mut agent = Agent {
+        config_path: config_path.to_owned(),
         config,
         datapath,
         sync,
         states: BackendStates::default(),
+        neighbours,
+        checks,
+        health_tx,
+        rates: Rates::default(),
     };
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
 
-    let signal = loop {
+    let reason = loop {
         tokio::select! {
             Some(change) = health_rx.recv() => agent.apply_health(change)?,
+            _ = sample.tick() => agent.rates.sample(&agent.datapath, &agent.sync),
+            _ = sighup.recv() => {
+                if let Err(message) = agent.reload().await {
+                    tracing::error!(%message, "reload refused; the running config stays");
+                }
+            }
+            pending = control.next() => {
+                let Ok(pending) = pending else { continue };
+                let request = pending.request.clone();
+                let (response, stop) = match request {
+                    Ok(request) => agent.handle(request).await,
+                    Err(message) => (Response::Error { message }, false),
+                };
+                pending.answer(&response).await;
+                if stop {
+                    break "halb stop";
+                }
+            }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
         }
     };
-    tracing::info!(signal, "shutting down");
-    drop(checks);
+    tracing::info!(reason, "shutting down");
+    drop(agent.checks);
     log_task.abort();
     agent.datapath.detach_and_unpin()?;
-    neighbours.release().await;
+    agent.neighbours.release().await;
+    drop(control);
     tracing::info!("stopped");
     Ok(())
 }
 
+fn backend_addresses(services: &[ServiceConfig]) -> Vec<std::net::IpAddr> {
+    services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| b.address))
+        .collect()
+}
+
 impl Agent {
+    /// Answers one control request; says whether the agent should stop.
+    async fn handle(&mut self, request: Request) -> (Response, bool) {
+        let done = |message: String| Response::Done { message };
+        let error = |message: String| Response::Error { message };
+        match request {
+            Request::Status => (Response::Status(self.status()), false),
+            Request::Drain { service, backend } => {
+                match self.set_admin(&service, backend, Admin::Drained) {
+                    Ok(()) => (
+                        done(format!("{service} {backend} drained: no new flows")),
+                        false,
+                    ),
+                    Err(e) => (error(e), false),
+                }
+            }
+            Request::Enable { service, backend } => {
+                match self.set_admin(&service, backend, Admin::Enabled) {
+                    Ok(()) => (done(format!("{service} {backend} enabled")), false),
+                    Err(e) => (error(e), false),
+                }
+            }
+            Request::Reload => match self.reload().await {
+                Ok(message) => (done(message), false),
+                Err(message) => (error(message), false),
+            },
+            Request::Stop => (done("stopping".to_owned()), true),
+        }
+    }
+
+    fn set_admin(
+        &mut self,
+        service: &str,
+        backend: SocketAddr,
+        admin: Admin,
+    ) -> Result<(), String> {
+        let known = self.config.services.iter().any(|s| {
+            s.name == service
+                && s.backends
+                    .iter()
+                    .any(|b| SocketAddr::new(b.address, b.port) == backend)
+        });
+        if !known {
+            return Err(format!("no backend {backend} in service {service:?}"));
+        }
+        self.states.set_admin(service, backend, admin);
+        tracing::info!(service, %backend, ?admin, "backend admin state");
+        self.push_state(service, backend).map_err(|e| e.to_string())
+    }
+
+    /// Re-reads the config file; applies what changed (services, backends,
+    /// weights, checks) and keeps everything else, flows included. A config
+    /// with errors changes nothing.
+    async fn reload(&mut self) -> Result<String, String> {
+        let new = config::load(&self.config_path).map_err(|e| e.to_string())?;
+        if new.datapath != self.config.datapath || new.admin != self.config.admin {
+            tracing::warn!(
+                "[datapath] and [admin] changes take effect on restart; kept as they were"
+            );
+        }
+        self.sync
+            .apply(&mut self.datapath.maps, &new.services)
+            .map_err(|e| e.to_string())?;
+        let names: BTreeSet<String> = new.services.iter().map(|s| s.name.clone()).collect();
+        self.states.retain_services(&names);
+        self.config.services = new.services;
+        // Backends that stay keep their health and drain; reapply them.
+        let pairs: Vec<(String, SocketAddr)> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.backends
+                    .iter()
+                    .map(|b| (s.name.clone(), SocketAddr::new(b.address, b.port)))
+            })
+            .collect();
+        for (service, backend) in &pairs {
+            if self.states.datapath_state(service, *backend) != BackendState::Up {
+                self.push_state(service, *backend)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.neighbours
+            .keep_resolved(backend_addresses(&self.config.services))
+            .await
+            .map_err(|e| e.to_string())?;
+        let states = &self.states;
+        self.checks = Checks::start(&self.config.services, self.health_tx.clone(), |s, b| {
+            states.health(s, b)
+        });
+        let message = format!(
+            "reloaded {}: {} services, {} backends",
+            self.config_path.display(),
+            self.config.services.len(),
+            pairs.len()
+        );
+        tracing::info!("{message}");
+        Ok(message)
+    }
+
     /// A backend's health changed: update its state in the datapath, which
     /// republishes the service's Maglev ring.
     fn apply_health(&mut self, change: HealthChange) -> Result<(), AgentError> {
@@ -129,21 +278,18 @@ impl Agent {
         let state = self.states.datapath_state(service, backend);
         self.sync
             .set_backend_state(&mut self.datapath.maps, service, backend, state)?;
-        let backends: Vec<SocketAddr> = self
-            .config
-            .services
+        let Some(config) = self.config.services.iter().find(|s| s.name == service) else {
+            return Ok(());
+        };
+        let backends: Vec<SocketAddr> = config
+            .backends
             .iter()
-            .filter(|s| s.name == service)
-            .flat_map(|s| {
-                s.backends
-                    .iter()
-                    .map(|b| SocketAddr::new(b.address, b.port))
-            })
+            .map(|b| SocketAddr::new(b.address, b.port))
             .collect();
         match self.states.note_service(service, backends) {
             Some(true) => tracing::error!(
                 service,
-                policy = ?self.policy(service),
+                policy = ?config.when_all_down,
                 "no backend up: new connections are refused until one comes back"
             ),
             Some(false) => tracing::info!(service, "a backend is up again"),
@@ -152,11 +298,122 @@ impl Agent {
         Ok(())
     }
 
-    fn policy(&self, service: &str) -> Option<crate::config::validate::AllDown> {
-        self.config
-            .services
-            .iter()
-            .find(|s| s.name == service)
-            .map(|s| s.when_all_down)
+    fn status(&self) -> Status {
+        let mut status = Status::default();
+        if let Ok(v) = self.datapath.maps.verdict_counters() {
+            for (name, value) in VerdictCounters::FIELD_NAMES.iter().zip(v.values()) {
+                status.verdicts.insert((*name).to_owned(), value);
+            }
+        }
+        for applied in self.sync.services() {
+            let c = &applied.config;
+            let backends = applied
+                .backends
+                .iter()
+                .map(|b| {
+                    let addr = SocketAddr::new(b.config.address, b.config.port);
+                    BackendStatus {
+                        address: addr,
+                        weight: b.config.weight,
+                        health: match self.states.health(&c.name, addr) {
+                            Health::Up => "up",
+                            Health::Down => "down",
+                        }
+                        .to_owned(),
+                        admin: match self.states.admin(&c.name, addr) {
+                            Admin::Enabled => "enabled",
+                            Admin::Drained => "drained",
+                        }
+                        .to_owned(),
+                        state: match b.state {
+                            BackendState::Up => "up",
+                            BackendState::Draining => "draining",
+                            BackendState::Down => "down",
+                        }
+                        .to_owned(),
+                        traffic: self.rates.backend(b.id),
+                    }
+                })
+                .collect();
+            status.services.push(ServiceStatus {
+                name: c.name.clone(),
+                vip: c.vip.to_string(),
+                port: c.port,
+                protocol: format!("{:?}", c.protocol).to_lowercase(),
+                mode: match c.mode {
+                    config::validate::Mode::Nat { .. } => "nat",
+                    config::validate::Mode::NatKeepClient => "nat-keep-client",
+                    config::validate::Mode::Dsr => "dsr",
+                }
+                .to_owned(),
+                traffic: self.rates.service(applied.id),
+                backends,
+            });
+        }
+        status
+    }
+}
+
+/// Counters sampled once a second, to give rates.
+#[derive(Default)]
+struct Rates {
+    last: Option<Sample>,
+    previous: Option<Sample>,
+}
+
+struct Sample {
+    at: Instant,
+    services: std::collections::HashMap<u32, TrafficCounters>,
+    backends: std::collections::HashMap<u32, TrafficCounters>,
+}
+
+impl Rates {
+    fn sample(&mut self, datapath: &LoadedDatapath, sync: &Sync) {
+        let mut sample = Sample {
+            at: Instant::now(),
+            services: Default::default(),
+            backends: Default::default(),
+        };
+        for s in sync.services() {
+            if let Ok(c) = datapath.maps.service_counters(s.id) {
+                sample.services.insert(s.id, c);
+            }
+            for b in &s.backends {
+                if let Ok(c) = datapath.maps.backend_counters(b.id) {
+                    sample.backends.insert(b.id, c);
+                }
+            }
+        }
+        self.previous = self.last.replace(sample);
+    }
+
+    fn service(&self, id: u32) -> Traffic {
+        self.traffic(|s| s.services.get(&id).copied())
+    }
+
+    fn backend(&self, id: u32) -> Traffic {
+        self.traffic(|s| s.backends.get(&id).copied())
+    }
+
+    fn traffic(&self, pick: impl Fn(&Sample) -> Option<TrafficCounters>) -> Traffic {
+        let Some(last) = &self.last else {
+            return Traffic::default();
+        };
+        let now = pick(last).unwrap_or_default();
+        let mut traffic = Traffic {
+            packets: now.packets,
+            bytes: now.bytes,
+            new_flows: now.new_flows,
+            ..Traffic::default()
+        };
+        if let Some(previous) = &self.previous {
+            let before = pick(previous).unwrap_or_default();
+            let secs = last.at.duration_since(previous.at).as_secs_f64().max(0.001);
+            traffic.packets_per_sec = now.packets.saturating_sub(before.packets) as f64 / secs;
+            traffic.bytes_per_sec = now.bytes.saturating_sub(before.bytes) as f64 / secs;
+            traffic.new_flows_per_sec =
+                now.new_flows.saturating_sub(before.new_flows) as f64 / secs;
+        }
+        traffic
     }
 }

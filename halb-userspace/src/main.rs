@@ -7,7 +7,11 @@ use halb_common::stats::{PacketCounters, VerdictCounters};
 
 mod cli;
 
-use cli::{Cli, Command};
+use cli::{BackendAction, Cli, Command};
+use halb::control::{
+    client,
+    protocol::{Request, Response},
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,7 +19,37 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => exit_code(run(&config)),
         Command::Counters { pin_dir } => exit_code(counters(&pin_dir)),
+        Command::Status { json, socket } => exit_code(status(&socket.path, json)),
+        Command::Backend { action, socket } => {
+            let request = match action {
+                BackendAction::Drain { service, backend } => Request::Drain { service, backend },
+                BackendAction::Enable { service, backend } => Request::Enable { service, backend },
+            };
+            exit_code(control(&socket.path, &request))
+        }
+        Command::Reload { socket } => exit_code(control(&socket.path, &Request::Reload)),
+        Command::Stop { socket } => exit_code(control(&socket.path, &Request::Stop)),
     }
+}
+
+fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    match client::request(socket, &Request::Status)? {
+        Response::Status(status) if json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Response::Status(status) => print!("{}", status.table()),
+        Response::Error { message } => anyhow::bail!(message),
+        Response::Done { message } => println!("{message}"),
+    }
+    Ok(())
+}
+
+/// Sends a request that answers done or error.
+fn control(socket: &std::path::Path, request: &Request) -> anyhow::Result<()> {
+    match client::request(socket, request)? {
+        Response::Done { message } => println!("{message}"),
+        Response::Error { message } => anyhow::bail!(message),
+        Response::Status(_) => anyhow::bail!("unexpected status answer"),
+    }
+    Ok(())
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -38,7 +72,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start tokio runtime")?;
-    runtime.block_on(agent::run(config))?;
+    runtime.block_on(agent::run(path, config))?;
     Ok(())
 }
 

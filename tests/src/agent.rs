@@ -40,6 +40,8 @@ pub struct Agent {
     // Field order is drop order: stop the process before removing its files.
     pub process: ChildGuard,
     pub pin_dir: PathBuf,
+    /// The agent's control socket (`halb status --socket ...`).
+    pub control_socket: PathBuf,
     config_path: PathBuf,
 }
 
@@ -63,7 +65,14 @@ impl Agent {
         make_config: impl FnOnce(&Path) -> String,
     ) -> Self {
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
-        std::fs::write(&config_path, make_config(&pin_dir))
+        let control_socket = std::env::temp_dir().join(format!("{name}.sock"));
+        // Every agent gets its own control socket, so agents run side by side.
+        let config = format!(
+            "{}\n[admin]\ncontrol_socket = \"{}\"\n",
+            make_config(&pin_dir),
+            control_socket.display()
+        );
+        std::fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let mut command = ns.command(halb.to_str().expect("UTF-8 path"));
         command.arg("run").arg("--config").arg(&config_path).env(
@@ -73,6 +82,7 @@ impl Agent {
         Self {
             process: ChildGuard::spawn(name, command, echo),
             pin_dir,
+            control_socket,
             config_path,
         }
     }
@@ -100,6 +110,23 @@ impl Agent {
         }
     }
 
+    /// The config file the agent reads (rewrite it, then reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Runs `halb ARGS --socket <this agent's>` and returns its stdout;
+    /// panics unless it succeeds.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = crate::netns::run_checked(
+            std::process::Command::new(halb_bin())
+                .args(args)
+                .arg("--socket")
+                .arg(&self.control_socket),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until the datapath is attached.
     pub fn wait_attached(&mut self) {
         self.wait_for_log("datapath attached", Duration::from_secs(20));
@@ -110,6 +137,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(5));
         let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_file(&self.control_socket);
         // A clean stop unpins; after a crash (or a kill in a test) the pins remain.
         if self.pin_dir.exists() {
             let _ = std::fs::remove_dir_all(&self.pin_dir);

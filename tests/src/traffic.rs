@@ -186,3 +186,50 @@ pub fn http_load(
     samples.sort_by_key(|s| s.at);
     samples
 }
+
+/// One HTTP/1.1 connection kept open across requests: the same flow, so
+/// the same backend, as long as the balancer keeps it there.
+pub struct KeepAlive {
+    stream: TcpStream,
+}
+
+impl KeepAlive {
+    /// Connects from `ns` to `target`.
+    pub fn connect(ns: &NetNs, target: SocketAddr) -> Self {
+        let stream = ns
+            .run(|| TcpStream::connect_timeout(&target, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("connect to {target}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        Self { stream }
+    }
+
+    /// Sends a request on the open connection; returns the body (the
+    /// backend's name).
+    pub fn request(&mut self) -> Result<String, String> {
+        self.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: halb-test\r\n\r\n")
+            .map_err(|e| format!("send: {e}"))?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match self.stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                Ok(_) => return Err("connection closed".into()),
+                Err(e) => return Err(format!("receive: {e}")),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no content-length in {head:?}"))?;
+        let mut body = vec![0u8; length];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("receive body: {e}"))?;
+        Ok(String::from_utf8_lossy(&body).trim().to_owned())
+    }
+}

@@ -8,8 +8,18 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub datapath: Datapath,
+    #[serde(default)]
+    pub admin: Admin,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<Service>>,
+}
+
+/// `[admin]`: how operators reach the agent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Unix socket for `halb status`, drain, enable, reload and stop.
+    pub control_socket: Option<Spanned<String>>,
 }
 
 /// `[datapath]`: where and how the XDP program runs.

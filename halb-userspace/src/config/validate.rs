@@ -18,8 +18,17 @@ use crate::dataplane::maglev::is_prime;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedConfig {
     pub datapath: Datapath,
+    pub admin: Admin,
     pub services: Vec<ServiceConfig>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub control_socket: PathBuf,
+}
+
+/// Where the control socket is unless `[admin] control_socket` says.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/halb/control.sock";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datapath {
@@ -146,9 +155,14 @@ pub fn validate(
         list: Vec::new(),
     };
     let datapath = datapath(raw.datapath, &mut errors);
+    let admin = admin(raw.admin, &mut errors);
     let services = services(raw.services, &mut errors);
     if errors.list.is_empty() {
-        Ok(ValidatedConfig { datapath, services })
+        Ok(ValidatedConfig {
+            datapath,
+            admin,
+            services,
+        })
     } else {
         errors.list.sort_by_key(|d| (d.line, d.column));
         Err(errors.list)
@@ -207,6 +221,26 @@ impl Errors<'_, '_> {
             }
         }
     }
+}
+
+fn admin(raw: model::Admin, errors: &mut Errors<'_, '_>) -> Admin {
+    let control_socket = match raw.control_socket {
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        Some(path) => {
+            let p = PathBuf::from(path.get_ref());
+            if !p.is_absolute() || p.file_name().is_none() {
+                errors.at(
+                    path.span(),
+                    format!(
+                        "control_socket {:?} must be an absolute file path, e.g. \"{DEFAULT_CONTROL_SOCKET}\"",
+                        path.get_ref()
+                    ),
+                );
+            }
+            p
+        }
+    };
+    Admin { control_socket }
 }
 
 fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {

@@ -37,8 +37,13 @@ impl Drop for Checks {
 }
 
 impl Checks {
-    /// Starts a task for every backend of `services` that has a check.
-    pub fn start(services: &[ServiceConfig], changes: mpsc::Sender<HealthChange>) -> Self {
+    /// Starts a task for every backend of `services` that has a check,
+    /// each from the health `initial` gives it.
+    pub fn start(
+        services: &[ServiceConfig],
+        changes: mpsc::Sender<HealthChange>,
+        initial: impl Fn(&str, SocketAddr) -> Health,
+    ) -> Self {
         let mut tasks = Vec::new();
         for service in services {
             for backend in &service.backends {
@@ -49,8 +54,9 @@ impl Checks {
                 let backend = SocketAddr::new(backend.address, backend.port);
                 let name = service.name.clone();
                 let changes = changes.clone();
+                let state = HealthState::starting(initial(&name, backend));
                 tasks.push(tokio::spawn(async move {
-                    run(name, backend, target, check, changes).await;
+                    run(name, backend, target, check, state, changes).await;
                 }));
             }
         }
@@ -63,13 +69,13 @@ async fn run(
     backend: SocketAddr,
     target: SocketAddr,
     check: CheckConfig,
+    mut state: HealthState,
     changes: mpsc::Sender<HealthChange>,
 ) {
     let mut jitter = Jitter::seeded(&backend);
     // Spread the first checks over one interval, so a hundred backends are
     // not all checked in the same millisecond.
     tokio::time::sleep(jitter.fraction_of(check.interval)).await;
-    let mut state = HealthState::default();
     loop {
         let result = probe(target, &check).await;
         let detail = match &result {

@@ -27,6 +27,11 @@ impl Default for HealthState {
 }
 
 impl HealthState {
+    /// Starts from a known health (a check restarted by a reload).
+    pub fn starting(health: Health) -> Self {
+        Self { health, streak: 0 }
+    }
+
     pub fn health(&self) -> Health {
         self.health
     }

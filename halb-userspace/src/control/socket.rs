@@ -1,0 +1,107 @@
+//! The agent's end of the control socket.
+
+use std::{
+    io,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use super::protocol::{Request, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("another halb answers on {}: stop it first, or give this one another [admin] control_socket", path.display())]
+    InUse { path: PathBuf },
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound control socket; the file is removed on drop.
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// A request received, and where its answer goes.
+pub struct Pending {
+    pub request: Result<Request, String>,
+    stream: UnixStream,
+}
+
+impl ControlSocket {
+    /// Binds `path` (root-only: folder 0700, socket 0600), replacing a
+    /// stale file that nothing answers on.
+    pub fn bind(path: &Path) -> Result<Self, ControlError> {
+        let bind_error = |source| ControlError::Bind {
+            path: path.to_owned(),
+            source,
+        };
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            std::fs::remove_file(path).map_err(bind_error)?;
+        }
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(bind_error)?;
+        }
+        let listener = UnixListener::bind(path).map_err(bind_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Waits for the next request.
+    pub async fn next(&self) -> io::Result<Pending> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 {
+                continue;
+            }
+            let request = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"));
+            return Ok(Pending {
+                request,
+                stream: reader.into_inner(),
+            });
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Pending {
+    /// Sends the answer; a client that went away is not an error.
+    pub async fn answer(mut self, response: &Response) {
+        let mut line = serde_json::to_string(response).unwrap_or_else(|e| {
+            format!("{{\"result\":\"error\",\"message\":\"cannot encode the answer: {e}\"}}")
+        });
+        line.push('\n');
+        let _ = self.stream.write_all(line.as_bytes()).await;
+    }
+}

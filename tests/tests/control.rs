@@ -1,0 +1,183 @@
+//! The running agent through its control socket: `halb status`, drain and
+//! enable, and reload (SIGHUP's twin), with real traffic. One-arm full NAT
+//! (see halb_tests::scenario).
+
+use std::{collections::BTreeSet, time::Duration};
+
+use halb_tests::{
+    agent::halb_bin,
+    scenario::{Mode, Scenario},
+    traffic::{KeepAlive, Source, http_load, http_requests},
+};
+
+fn scenario() -> Scenario {
+    Scenario::build(Mode::Nat, false, env!("CARGO_BIN_EXE_halb-web").as_ref())
+}
+
+const CHECK: &str = "[service.check]\ntype = \"tcp\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n";
+
+#[test]
+fn status_shows_services_backends_health_and_counters() {
+    let lab = scenario();
+    let agent = lab.halb_with(&halb_bin(), Mode::Nat, [1, 2, 3], CHECK);
+    let tally = http_requests(&lab.client.ns, lab.vip(), 300, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    std::thread::sleep(Duration::from_millis(2200)); // two rate samples
+
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.ctl(&["status", "--json"])).expect("JSON status");
+    let web = json["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "web"))
+        .unwrap_or_else(|| panic!("no service web in {json}"));
+    assert_eq!(web["vip"], "198.18.0.100");
+    assert_eq!(web["mode"], "nat");
+    assert!(
+        web["traffic"]["new_flows"].as_u64().unwrap_or(0) >= 300,
+        "{web}"
+    );
+    let backends = web["backends"].as_array().expect("backends");
+    assert_eq!(backends.len(), 3);
+    for (b, weight) in backends.iter().zip([1, 2, 3]) {
+        assert_eq!(b["weight"], weight, "{b}");
+        assert_eq!(
+            (
+                b["health"].as_str(),
+                b["admin"].as_str(),
+                b["state"].as_str()
+            ),
+            (Some("up"), Some("enabled"), Some("up"))
+        );
+        assert!(b["traffic"]["new_flows"].as_u64().unwrap_or(0) > 0, "{b}");
+    }
+    assert!(json["verdicts"]["fwd_tx"].as_u64().unwrap_or(0) > 0);
+
+    let table = agent.ctl(&["status"]);
+    assert!(
+        table.contains("service web 198.18.0.100:80/tcp mode nat"),
+        "{table}"
+    );
+    assert!(table.contains("198.18.0.13:80"), "{table}");
+}
+
+#[test]
+fn a_drained_backend_gets_no_new_flows_but_keeps_its_own() {
+    let lab = scenario();
+    let agent = lab.halb_with(&halb_bin(), Mode::Nat, [1, 1, 1], CHECK);
+    // Open connections until one lands on web3; keep it.
+    let mut kept = loop {
+        let mut c = KeepAlive::connect(&lab.client.ns, lab.vip());
+        if c.request().as_deref() == Ok("web3") {
+            break c;
+        }
+    };
+    let out = agent.ctl(&["backend", "drain", "web", "198.18.0.13:80"]);
+    assert!(out.contains("drained"), "{out}");
+
+    let tally = http_requests(&lab.client.ns, lab.vip(), 600, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(tally.by_backend.get("web3"), None, "{:?}", tally.by_backend);
+    for _ in 0..5 {
+        assert_eq!(
+            kept.request().as_deref(),
+            Ok("web3"),
+            "the drained backend's own flow"
+        );
+    }
+    let status = agent.ctl(&["status", "--json"]);
+    assert!(status.contains("\"drained\""), "{status}");
+
+    agent.ctl(&["backend", "enable", "web", "198.18.0.13:80"]);
+    let tally = http_requests(&lab.client.ns, lab.vip(), 600, 4, Source::Ephemeral);
+    assert!(tally.share("web3") > 0.2, "{:?}", tally.by_backend);
+
+    let refused = std::process::Command::new(halb_bin())
+        .args(["backend", "drain", "web", "198.18.0.99:80", "--socket"])
+        .arg(&agent.control_socket)
+        .output()
+        .expect("run halb");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no backend 198.18.0.99:80"));
+}
+
+#[test]
+fn reload_adding_a_backend_during_load_fails_no_request_and_moves_no_flow() {
+    let lab = scenario();
+    let agent = lab.halb_with(&halb_bin(), Mode::Nat, [1, 1, 0], CHECK);
+    let mut kept: Vec<(KeepAlive, String)> = (0..6)
+        .map(|_| {
+            let mut c = KeepAlive::connect(&lab.client.ns, lab.vip());
+            let backend = c.request().expect("first request");
+            (c, backend)
+        })
+        .collect();
+    let config = lab.config_with(Mode::Nat, [1, 1, 1], &agent.pin_dir, "", CHECK);
+    let config = format!(
+        "{config}\n[admin]\ncontrol_socket = \"{}\"\n",
+        agent.control_socket.display()
+    );
+
+    let client = lab.client.ns.name().to_owned();
+    let vip = lab.vip();
+    let samples = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let ns = halb_tests::netns::NetNs::open(&client);
+            http_load(
+                &ns,
+                vip,
+                Duration::from_secs(8),
+                4,
+                Duration::from_millis(5),
+            )
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        std::fs::write(agent.config_path(), &config).expect("rewrite config");
+        let out = agent.ctl(&["reload"]);
+        assert!(out.contains("reloaded"), "{out}");
+        load.join().expect("load")
+    });
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|s| s.result.is_err())
+        .take(5)
+        .collect();
+    assert!(failed.is_empty(), "failed during reload: {failed:?}");
+    let after: BTreeSet<_> = samples
+        .iter()
+        .filter(|s| s.at > Duration::from_secs(4))
+        .filter_map(|s| s.result.clone().ok())
+        .collect();
+    assert!(
+        after.contains("web3"),
+        "web3 takes new flows after the reload: {after:?}"
+    );
+    for (c, backend) in &mut kept {
+        assert_eq!(
+            c.request().as_ref(),
+            Ok(&*backend),
+            "a flow kept its backend"
+        );
+    }
+}
+
+#[test]
+fn a_broken_config_on_reload_changes_nothing() {
+    let lab = scenario();
+    let agent = lab.halb_with(&halb_bin(), Mode::Nat, [1, 1, 1], "");
+    let good = std::fs::read_to_string(agent.config_path()).expect("config");
+    std::fs::write(agent.config_path(), good.replace("port = 80", "port = 0")).expect("write");
+    let out = std::process::Command::new(halb_bin())
+        .args(["reload", "--socket"])
+        .arg(&agent.control_socket)
+        .output()
+        .expect("run halb");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(".toml:") && stderr.contains("port 0 is not a port"),
+        "{stderr}"
+    );
+    let tally = http_requests(&lab.client.ns, lab.vip(), 200, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(tally.by_backend.len(), 3);
+}
