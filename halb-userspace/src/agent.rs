@@ -64,8 +64,13 @@ struct Agent {
 }
 
 /// Runs the agent with the config read from `config_path` until SIGINT,
-/// SIGTERM or `halb stop`, then detaches the datapath.
-pub async fn run(config_path: &Path, config: ValidatedConfig) -> Result<(), AgentError> {
+/// SIGTERM or `halb stop`, then detaches the datapath (or, with
+/// `keep_datapath`, leaves it forwarding for the next agent).
+pub async fn run(
+    config_path: &Path,
+    config: ValidatedConfig,
+    keep_datapath: bool,
+) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
@@ -140,8 +145,13 @@ pub async fn run(config_path: &Path, config: ValidatedConfig) -> Result<(), Agen
     tracing::info!(reason, "shutting down");
     drop(agent.checks);
     log_task.abort();
-    agent.datapath.detach_and_unpin()?;
-    agent.neighbours.release().await;
+    if keep_datapath {
+        // The datapath forwards on; the managed neighbours stay with it.
+        agent.datapath.keep_running();
+    } else {
+        agent.datapath.detach_and_unpin()?;
+        agent.neighbours.release().await;
+    }
     drop(control);
     tracing::info!("stopped");
     Ok(())

@@ -24,6 +24,10 @@ pub enum Command {
         /// Config file (TOML).
         #[arg(short, long, default_value = "/etc/halb/halb.toml")]
         config: PathBuf,
+        /// On SIGTERM or `halb stop`, leave the datapath attached and its
+        /// maps pinned, forwarding, for the next agent to adopt.
+        #[arg(long)]
+        keep_datapath: bool,
     },
     /// Validate a config file; print every error with file:line:column.
     Check {

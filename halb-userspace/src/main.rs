@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => exit_code(run(&config)),
+        Command::Run {
+            config,
+            keep_datapath,
+        } => exit_code(run(&config, keep_datapath)),
         Command::Counters { pin_dir } => exit_code(counters(&pin_dir)),
         Command::Status { json, socket } => exit_code(status(&socket.path, json)),
         Command::Backend { action, socket } => {
@@ -65,14 +68,14 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+fn run(path: &std::path::Path, keep_datapath: bool) -> anyhow::Result<()> {
     logging::init();
     let config = config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start tokio runtime")?;
-    runtime.block_on(agent::run(path, config))?;
+    runtime.block_on(agent::run(path, config, keep_datapath))?;
     Ok(())
 }
 

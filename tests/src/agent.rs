@@ -43,6 +43,11 @@ pub struct Agent {
     /// The agent's control socket (`halb status --socket ...`).
     pub control_socket: PathBuf,
     config_path: PathBuf,
+    name: String,
+    halb: PathBuf,
+    echo: bool,
+    /// A successor took over the pins and files: leave them on drop.
+    handed_over: bool,
 }
 
 impl Agent {
@@ -74,16 +79,38 @@ impl Agent {
         );
         std::fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
-        let mut command = ns.command(halb.to_str().expect("UTF-8 path"));
-        command.arg("run").arg("--config").arg(&config_path).env(
-            "RUST_LOG",
-            std::env::var("HALB_TEST_LOG").unwrap_or("info".into()),
-        );
         Self {
-            process: ChildGuard::spawn(name, command, echo),
+            process: spawn(ns, name, halb, &config_path, echo),
             pin_dir,
             control_socket,
             config_path,
+            name: name.to_owned(),
+            halb: halb.to_owned(),
+            echo,
+            handed_over: false,
+        }
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would. Its pins stay: the
+    /// datapath keeps forwarding without it.
+    pub fn crash(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the next agent in `ns` with the same config and pins, as an
+    /// operator restarting halb would; it adopts what this one left.
+    pub fn restart(mut self, ns: &NetNs) -> Agent {
+        self.process.stop(Duration::from_secs(5));
+        self.handed_over = true;
+        Agent {
+            process: spawn(ns, &self.name, &self.halb, &self.config_path, self.echo),
+            pin_dir: self.pin_dir.clone(),
+            control_socket: self.control_socket.clone(),
+            config_path: self.config_path.clone(),
+            name: self.name.clone(),
+            halb: self.halb.clone(),
+            echo: self.echo,
+            handed_over: false,
         }
     }
 
@@ -133,9 +160,21 @@ impl Agent {
     }
 }
 
+fn spawn(ns: &NetNs, name: &str, halb: &Path, config_path: &Path, echo: bool) -> ChildGuard {
+    let mut command = ns.command(halb.to_str().expect("UTF-8 path"));
+    command.arg("run").arg("--config").arg(config_path).env(
+        "RUST_LOG",
+        std::env::var("HALB_TEST_LOG").unwrap_or("info".into()),
+    );
+    ChildGuard::spawn(name, command, echo)
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(5));
+        if self.handed_over {
+            return;
+        }
         let _ = std::fs::remove_file(&self.config_path);
         let _ = std::fs::remove_file(&self.control_socket);
         // A clean stop unpins; after a crash (or a kill in a test) the pins remain.

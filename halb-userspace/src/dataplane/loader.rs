@@ -10,7 +10,11 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::MapError,
-    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode as AyaXdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use aya_log::EbpfLogger;
 use halb_common::maps::{
@@ -68,6 +72,8 @@ pub enum DataplaneError {
         #[source]
         source: ProgramError,
     },
+    #[error("cannot manage the XDP link: {0}")]
+    Link(String),
     #[error("cannot read the XDP program's log ring buffer: {0}")]
     Logger(String),
     #[error(transparent)]
@@ -111,7 +117,7 @@ impl LoadOptions {
 pub struct LoadedDatapath {
     ebpf: Ebpf,
     pub maps: DatapathMaps,
-    links: Vec<(String, XdpLinkId)>,
+    links: Vec<AttachedLink>,
     pins: Option<Pins>,
 }
 
@@ -218,23 +224,60 @@ impl LoadedDatapath {
         Ok(LogPump(logger))
     }
 
-    /// Attaches the program to every interface, in `mode`.
+    /// Attaches the program to every interface, in `mode`. With pins, each
+    /// attachment is a bpf_link pinned in `pin_dir`, so it outlives this
+    /// process (a crashed agent leaves the datapath forwarding); a link a
+    /// previous agent pinned is adopted and switched to this program in one
+    /// atomic update (BPF_LINK_UPDATE), so no packet misses the datapath.
     pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> Result<(), DataplaneError> {
         let aya_mode = match mode {
             XdpMode::Native => AyaXdpMode::Driver,
             XdpMode::Generic => AyaXdpMode::Skb,
         };
         for interface in interfaces {
-            let link = self
-                .program()
-                .attach(interface, aya_mode)
-                .map_err(|source| DataplaneError::Attach {
-                    interface: interface.clone(),
-                    mode,
-                    source,
-                })?;
-            tracing::info!(interface, ?mode, "XDP attached");
-            self.links.push((interface.clone(), link));
+            let attach_error = |source| DataplaneError::Attach {
+                interface: interface.clone(),
+                mode,
+                source,
+            };
+            let pin = self.pins.as_ref().map(|p| link_pin_path(&p.dir, interface));
+            let adopted = match &pin {
+                Some(path) if path.exists() => Some(
+                    PinnedLink::from_pin(path).map_err(|e| DataplaneError::Link(e.to_string()))?,
+                ),
+                _ => None,
+            };
+            let id = match adopted {
+                Some(pinned) => {
+                    let link = XdpLink::try_from(FdLink::from(pinned))
+                        .map_err(|e| DataplaneError::Link(e.to_string()))?;
+                    let id = self.program().attach_to_link(link).map_err(attach_error)?;
+                    tracing::info!(interface, "XDP link adopted: program replaced atomically");
+                    id
+                }
+                None => {
+                    let id = self
+                        .program()
+                        .attach(interface, aya_mode)
+                        .map_err(attach_error)?;
+                    tracing::info!(interface, ?mode, "XDP attached");
+                    id
+                }
+            };
+            let link = self.program().take_link(id).map_err(attach_error)?;
+            let fd = FdLink::try_from(link).map_err(|e| DataplaneError::Link(e.to_string()))?;
+            let fd =
+                match &pin {
+                    Some(path) if !path.exists() => FdLink::from(fd.pin(path).map_err(|e| {
+                        DataplaneError::Link(format!("pin {}: {e}", path.display()))
+                    })?),
+                    _ => fd,
+                };
+            self.links.push(AttachedLink {
+                interface: interface.clone(),
+                fd,
+                pin,
+            });
         }
         Ok(())
     }
@@ -243,16 +286,27 @@ impl LoadedDatapath {
         self.pins.as_ref().map(|p| p.dir.as_path())
     }
 
+    /// Leaves the datapath running without this process: links and maps
+    /// stay pinned, the next agent adopts them.
+    pub fn keep_running(self) {
+        for link in &self.links {
+            tracing::info!(
+                interface = link.interface,
+                "XDP left attached (--keep-datapath)"
+            );
+        }
+    }
+
     /// Detaches from every interface, then removes the pins so nothing of
     /// the datapath outlives the agent.
     pub fn detach_and_unpin(mut self) -> Result<(), DataplaneError> {
-        for (interface, link) in std::mem::take(&mut self.links) {
-            match self.program().detach(link) {
-                Ok(()) => tracing::info!(interface, "XDP detached"),
-                // The interface may be gone already (its namespace deleted):
-                // then so is the attachment.
-                Err(error) => tracing::warn!(interface, %error, "XDP detach failed"),
+        for link in std::mem::take(&mut self.links) {
+            if let Some(pin) = &link.pin {
+                let _ = std::fs::remove_file(pin);
             }
+            // Closing the last reference to the link detaches the program.
+            drop(link.fd);
+            tracing::info!(interface = link.interface, "XDP detached");
         }
         let Some(pins) = &self.pins else {
             return Ok(());
@@ -271,6 +325,19 @@ impl LoadedDatapath {
         }
         Ok(())
     }
+}
+
+/// An attachment of the program to one interface.
+struct AttachedLink {
+    interface: String,
+    fd: FdLink,
+    /// Where it is pinned, when the agent pins.
+    pin: Option<PathBuf>,
+}
+
+/// Where the link attaching the program to `interface` is pinned.
+pub fn link_pin_path(pin_dir: &Path, interface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{interface}"))
 }
 
 /// Creates `pin_dir` when missing; says whether it did.

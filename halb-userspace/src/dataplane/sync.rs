@@ -204,10 +204,19 @@ impl Sync {
             });
         }
         let key = service_key(config);
+        // Rings 2*id and 2*id+1 belong to this service; keep the live one,
+        // also when it was a previous agent's (adopted maps): the new table
+        // must go into the ring packets are not reading.
+        let live_ring = match &previous {
+            Some(p) => p.value.ring_id,
+            None => match maps.services.get(&key, 0) {
+                Ok(existing) if existing.ring_id / 2 == id => existing.ring_id,
+                _ => 2 * id,
+            },
+        };
         let value = Service {
             id,
-            // Rings 2*id and 2*id+1 belong to this service; keep the live one.
-            ring_id: previous.as_ref().map_or(2 * id, |p| p.value.ring_id),
+            ring_id: live_ring,
             mode: match config.mode {
                 Mode::Dsr => MODE_DSR,
                 Mode::Nat { .. } | Mode::NatKeepClient => MODE_NAT,
