@@ -8,7 +8,7 @@ use crate::{
     maps::{HALB_TCP_CLOSING_TIMEOUT_NS, HALB_TCP_TIMEOUT_NS, HALB_UDP_TIMEOUT_NS},
     parse::{
         Packet,
-        l4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+        l4::{TCP_FIN, TCP_RST},
     },
 };
 
@@ -52,10 +52,4 @@ pub fn touch(last_seen_ns: &mut u64, now: u64) -> bool {
 #[inline(always)]
 pub fn closes(pkt: &Packet) -> bool {
     pkt.proto == PROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0
-}
-
-/// Whether `pkt` opens a TCP connection (SYN without ACK).
-#[inline(always)]
-pub fn opens(pkt: &Packet) -> bool {
-    pkt.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }

@@ -37,10 +37,7 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
         // SAFETY: a pointer from a successful lookup; fields are plain
         // integers, and concurrent writers only store whole fields.
         let flow = unsafe { &mut *flow };
-        // A SYN on a closing flow is a new connection reusing the tuple
-        // (as IPVS treats it): schedule it afresh, with fresh NAT state.
-        let reused = flow.state == FLOW_CLOSING && clock::opens(pkt);
-        if !reused && !clock::expired(flow.last_seen_ns, flow.state, pkt.proto, now) {
+        if !clock::expired(flow.last_seen_ns, flow.state, pkt.proto, now) {
             // A flow keeps a draining backend, but one that is down (or
             // gone) is rescheduled rather than black-holed.
             if let Some(backend) = backend_in(flow.backend_id, BACKEND_DRAINING) {
