@@ -27,6 +27,8 @@ pub const SERVICE_F_SOURCE_AFFINITY: u8 = 1 << 1;
 /// NAT mode: rewrite only the destination; the client's address reaches the
 /// backend, whose route back must go through the balancer.
 pub const SERVICE_F_KEEP_CLIENT_ADDR: u8 = 1 << 2;
+/// TCP: when no backend is up, answer with a reset instead of dropping.
+pub const SERVICE_F_RESET_WHEN_DOWN: u8 = 1 << 3;
 
 /// Value of [`crate::maps::MAP_SERVICES`].
 #[repr(C)]

@@ -103,6 +103,8 @@ counters! {
         pub reply_redirect: u64,
         /// An ICMP error about a tracked flow, sent on to its backend.
         pub icmp_to_backend: u64,
+        /// Answered with a TCP reset: no backend up, and the service says so.
+        pub reset_no_backend: u64,
         /// Dropped: IP header malformed (version, header length, total length).
         pub drop_bad_ip: u64,
         /// Dropped: TCP/UDP/ICMP header truncated or malformed.
@@ -122,4 +124,4 @@ counters! {
         pub drop_map_error: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 19 * 8);
+const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 20 * 8);

@@ -16,6 +16,7 @@ mod lookup;
 mod maps;
 mod nat;
 mod parse;
+mod reset;
 mod rewrite;
 mod select;
 mod stats;
@@ -25,7 +26,7 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use aya_log_ebpf::info;
 use halb_common::{
     addr::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-    service::{MODE_DSR, SERVICE_F_LAYER7},
+    service::{MODE_DSR, SERVICE_F_LAYER7, SERVICE_F_RESET_WHEN_DOWN},
 };
 use parse::Packet;
 use verdict::{Drop, Pass, Verdict};
@@ -75,7 +76,12 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdi
         return Err(Verdict::Pass(Pass::Layer7));
     }
     let key = lookup::flow_key(pkt);
-    let choice = select::backend(pkt, &key, &svc)?;
+    let choice = match select::backend(pkt, &key, &svc) {
+        Err(Verdict::Drop(Drop::NoBackend)) if svc.flags & SERVICE_F_RESET_WHEN_DOWN != 0 => {
+            return reset::refuse(ctx, pkt);
+        }
+        choice => choice?,
+    };
     stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
     if svc.mode == MODE_DSR {
         return dsr::forward(ctx, pkt, &key, &choice);

@@ -64,6 +64,7 @@ pub fn count_verdict(verdict: &Verdict) {
         Verdict::Forward(Direction::Reply, Egress::Tx) => &mut c.reply_tx,
         Verdict::Forward(Direction::Reply, Egress::Redirect(_)) => &mut c.reply_redirect,
         Verdict::Forward(Direction::IcmpToBackend, _) => &mut c.icmp_to_backend,
+        Verdict::Forward(Direction::Refused, _) => &mut c.reset_no_backend,
         Verdict::Drop(Drop::BadIp) => &mut c.drop_bad_ip,
         Verdict::Drop(Drop::BadL4) => &mut c.drop_bad_l4,
         Verdict::Drop(Drop::Fragment) => &mut c.drop_fragment,

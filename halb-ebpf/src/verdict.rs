@@ -36,6 +36,8 @@ pub enum Direction {
     Reply,
     /// An ICMP error about a flow, to its backend.
     IcmpToBackend,
+    /// A reset back to the client: no backend up.
+    Refused,
 }
 
 /// How the packet leaves: back out of the interface it came in on, or

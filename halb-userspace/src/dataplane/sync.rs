@@ -13,8 +13,8 @@ use halb_common::{
     backend::{BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UNUSED, BACKEND_UP, Backend},
     maps::{MAP_BACKENDS, MAP_RINGS, MAP_SERVICES, MAP_VIPS, MAX_BACKENDS, MAX_SERVICES},
     service::{
-        MODE_DSR, MODE_NAT, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_SOURCE_AFFINITY, Service,
-        ServiceKey, Vip, VipKey,
+        MODE_DSR, MODE_NAT, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_RESET_WHEN_DOWN,
+        SERVICE_F_SOURCE_AFFINITY, Service, ServiceKey, Vip, VipKey,
     },
 };
 
@@ -22,7 +22,7 @@ use super::{
     maglev,
     maps::{DatapathMaps, MapsError, addr_be, updated},
 };
-use crate::config::validate::{Affinity, BackendConfig, Mode, Protocol, ServiceConfig};
+use crate::config::validate::{Affinity, AllDown, BackendConfig, Mode, Protocol, ServiceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -388,6 +388,9 @@ fn service_flags(config: &ServiceConfig) -> u8 {
     }
     if config.mode == Mode::NatKeepClient {
         flags |= SERVICE_F_KEEP_CLIENT_ADDR;
+    }
+    if config.when_all_down == AllDown::Reset {
+        flags |= SERVICE_F_RESET_WHEN_DOWN;
     }
     flags
 }

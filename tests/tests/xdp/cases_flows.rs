@@ -10,7 +10,7 @@ use halb_common::addr::PROTO_TCP;
 use super::{
     cases_forward::PORTS,
     flow_key,
-    harness::{Arms, CLIENT_MAC, Fixture, LB_MAC, XDP_DROP, XDP_TX, with_fixture},
+    harness::{Arms, CLIENT_MAC, Fixture, LB_MAC, XDP_DROP, XDP_TX, assert_frame, with_fixture},
     pkt::{self, L3, Tcp, ip},
 };
 
@@ -212,5 +212,63 @@ address = "198.18.0.11"
         );
         assert_eq!(out.action, XDP_DROP);
         assert_eq!(fx.verdicts().drop_nat_ports, 1);
+    });
+}
+
+#[test]
+fn no_backend_up_with_reset_policy_answers_a_reset() {
+    with_fixture(Arms::One, PORTS, |fx| {
+        let mut config = three_backends([1, 1, 1], "none");
+        config = config.replacen(
+            "mode = \"dsr\"\n",
+            "mode = \"dsr\"\nwhen_all_down = \"reset\"\n",
+            1,
+        );
+        fx.apply(&config);
+        for n in 11..=13 {
+            let addr = std::net::SocketAddr::new(ip(&format!("198.18.0.{n}")), 80);
+            fx.sync
+                .set_backend_state(&mut fx.dp.maps, "web", addr, BackendState::Down)
+                .expect("down");
+        }
+        let client = (ip("198.18.0.10"), 40000);
+        let vip = (ip(VIP), 80);
+        // A SYN (seq 1000, with the fixture's 20-byte payload): reset with
+        // sequence 0, acknowledging the SYN and the payload.
+        let out = fx.run(
+            fx.lan0.ifindex,
+            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
+        );
+        assert_eq!(out.action, XDP_TX);
+        let mut want = etherparse::TcpHeader::new(80, 40000, 0, 0);
+        want.rst = true;
+        want.ack = true;
+        want.acknowledgment_number = 1000 + pkt::PAYLOAD.len() as u32 + 1;
+        assert_frame(
+            "reset for a SYN",
+            &out.data,
+            &pkt::tcp_with((LB_MAC, CLIENT_MAC), vip.0, client.0, want, &[]),
+        );
+        // A segment with ACK (ack 5000): reset with that sequence number.
+        let out = fx.run(
+            fx.lan0.ifindex,
+            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Ack),
+        );
+        assert_eq!(out.action, XDP_TX);
+        let mut want = etherparse::TcpHeader::new(80, 40000, 5000, 0);
+        want.rst = true;
+        assert_frame(
+            "reset for an ACK",
+            &out.data,
+            &pkt::tcp_with((LB_MAC, CLIENT_MAC), vip.0, client.0, want, &[]),
+        );
+        // A reset is never answered.
+        let out = fx.run(
+            fx.lan0.ifindex,
+            &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Rst),
+        );
+        assert_eq!(out.action, XDP_DROP);
+        let v = fx.verdicts();
+        assert_eq!((v.reset_no_backend, v.drop_no_backend), (2, 1), "{v:?}");
     });
 }

@@ -53,6 +53,31 @@ pub fn tcp(
     out
 }
 
+/// An Ethernet frame carrying `header` (ports included) from `src` to `dst`.
+pub fn tcp_with(
+    macs: ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    dst: IpAddr,
+    header: TcpHeader,
+    payload: &[u8],
+) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(macs.0, macs.1);
+    let mut out = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => builder
+            .ipv4(s.octets(), d.octets(), 64)
+            .tcp_header(header)
+            .write(&mut out, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => builder
+            .ipv6(s.octets(), d.octets(), 64)
+            .tcp_header(header)
+            .write(&mut out, payload),
+        _ => panic!("mixed families"),
+    }
+    .expect("build TCP frame");
+    out
+}
+
 /// An Ethernet frame carrying UDP from `src` to `dst`.
 pub fn udp(macs: ([u8; 6], [u8; 6]), src: (IpAddr, u16), dst: (IpAddr, u16)) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2(macs.0, macs.1);
