@@ -874,6 +874,102 @@ mod tests {
             (1, 10),
             "",
         ),
+        (
+            "bad VIP address",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.300\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (5, 7),
+            "is not an IP address",
+        ),
+        (
+            "duplicate service",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"a\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n[[service]]\nname = \"b\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (12, 7),
+            "another service already listens on 198.18.0.100 port 80",
+        ),
+        (
+            "all weights zero",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nweight = 0\n",
+            (4, 8),
+            "has weight 0",
+        ),
+        (
+            "backend port 0",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nport = 0\n",
+            (10, 8),
+            "backend port 0 is not a port",
+        ),
+        (
+            "VIP family differs from backend family",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"2001:db8::11\"\n",
+            (9, 11),
+            "different families",
+        ),
+        (
+            "full NAT without snat_address",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (4, 8),
+            "needs snat_address",
+        ),
+        (
+            "no backend",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n",
+            (4, 8),
+            "has no backend",
+        ),
+        (
+            "MAC outside dsr mode",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+            (10, 7),
+            "mac is only used in dsr mode",
+        ),
+        (
+            "unknown check type",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"icmp\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (9, 8),
+            "check type \"icmp\" is not known",
+        ),
+        (
+            "check timeout beyond the interval",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (11, 11),
+            "at most the interval",
+        ),
+        (
+            "bad duration",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"soon\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (10, 12),
+            "is not a duration",
+        ),
+        (
+            "reset policy on UDP",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"dns\"\nvip = \"198.18.0.100\"\nport = 53\nprotocol = \"udp\"\nmode = \"dsr\"\nwhen_all_down = \"reset\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (9, 17),
+            "UDP has no reset",
+        ),
+        (
+            "maglev table size not prime",
+            "[datapath]\ninterfaces = [\"eth0\"]\nmaglev_table_size = 65536\n",
+            (3, 21),
+            "must be a prime",
+        ),
+        (
+            "NAT ports reversed",
+            "[datapath]\ninterfaces = [\"eth0\"]\nnat_ports = [30000, 20000]\n",
+            (3, 13),
+            "1024 <= first <= last",
+        ),
+        (
+            "relative control socket",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[admin]\ncontrol_socket = \"halb.sock\"\n",
+            (4, 18),
+            "absolute file path",
+        ),
+        (
+            "service name used twice",
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n[[service]]\nname = \"web\"\nvip = \"198.18.0.101\"\nport = 80\nmode = \"dsr\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+            (11, 8),
+            "is used twice",
+        ),
     ];
 
     #[test]
