@@ -341,7 +341,9 @@ impl Agent {
                             BackendState::Down => "down",
                         }
                         .to_owned(),
-                        traffic: self.rates.backend(b.id),
+                        traffic: self
+                            .rates
+                            .backend(b.id, self.datapath.maps.backend_counters(b.id).ok()),
                     }
                 })
                 .collect();
@@ -356,7 +358,10 @@ impl Agent {
                     config::validate::Mode::Dsr => "dsr",
                 }
                 .to_owned(),
-                traffic: self.rates.service(applied.id),
+                traffic: self.rates.service(
+                    applied.id,
+                    self.datapath.maps.service_counters(applied.id).ok(),
+                ),
                 backends,
             });
         }
@@ -397,26 +402,30 @@ impl Rates {
         self.previous = self.last.replace(sample);
     }
 
-    fn service(&self, id: u32) -> Traffic {
-        self.traffic(|s| s.services.get(&id).copied())
+    /// Service `id`'s counters as read `now`, with the rates of the last
+    /// sampling period.
+    fn service(&self, id: u32, now: Option<TrafficCounters>) -> Traffic {
+        self.traffic(now, |s| s.services.get(&id).copied())
     }
 
-    fn backend(&self, id: u32) -> Traffic {
-        self.traffic(|s| s.backends.get(&id).copied())
+    fn backend(&self, id: u32, now: Option<TrafficCounters>) -> Traffic {
+        self.traffic(now, |s| s.backends.get(&id).copied())
     }
 
-    fn traffic(&self, pick: impl Fn(&Sample) -> Option<TrafficCounters>) -> Traffic {
-        let Some(last) = &self.last else {
-            return Traffic::default();
-        };
-        let now = pick(last).unwrap_or_default();
+    fn traffic(
+        &self,
+        now: Option<TrafficCounters>,
+        pick: impl Fn(&Sample) -> Option<TrafficCounters>,
+    ) -> Traffic {
+        let totals = now.unwrap_or_default();
         let mut traffic = Traffic {
-            packets: now.packets,
-            bytes: now.bytes,
-            new_flows: now.new_flows,
+            packets: totals.packets,
+            bytes: totals.bytes,
+            new_flows: totals.new_flows,
             ..Traffic::default()
         };
-        if let Some(previous) = &self.previous {
+        if let (Some(last), Some(previous)) = (&self.last, &self.previous) {
+            let now = pick(last).unwrap_or_default();
             let before = pick(previous).unwrap_or_default();
             let secs = last.at.duration_since(previous.at).as_secs_f64().max(0.001);
             traffic.packets_per_sec = now.packets.saturating_sub(before.packets) as f64 / secs;
