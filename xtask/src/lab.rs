@@ -186,8 +186,25 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "what the datapath did with each packet, and why",
         ),
         (
+            format!(
+                "{} status --socket {}",
+                bins.halb.display(),
+                agents[0].control_socket.display()
+            ),
+            "lb1's services and backends, with counters and rates",
+        ),
+        (
+            format!(
+                "{} backend drain web {}:80 --socket {}",
+                bins.halb.display(),
+                WEBS[2].v4,
+                agents[0].control_socket.display()
+            ),
+            "no new flows to web3 (enable undoes it)",
+        ),
+        (
             format!("{} counters --pin-dir {lb1_pins}", bins.halb.display()),
-            "counters summed over CPUs",
+            "counters summed over CPUs, from the pins",
         ),
         (
             "bpftool prog show name halb_xdp".to_owned(),
