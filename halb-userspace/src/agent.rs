@@ -48,6 +48,12 @@ pub enum AgentError {
     Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Everything the running agent owns.
@@ -116,11 +122,26 @@ pub async fn run(
         rates: Rates::default(),
     };
     let mut sample = tokio::time::interval(Duration::from_secs(1));
+    let metrics = match agent.config.admin.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            tracing::info!(%addr, "metrics at /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
 
     let reason = loop {
         tokio::select! {
             Some(change) = health_rx.recv() => agent.apply_health(change)?,
             _ = sample.tick() => agent.rates.sample(&agent.datapath, &agent.sync),
+            Ok((stream, _)) = accept(metrics.as_ref()) => {
+                let status = agent.status();
+                let packets = agent.datapath.maps.packet_counters().unwrap_or_default();
+                crate::metrics::serve(stream, || crate::metrics::render(&status, &packets)).await;
+            }
             _ = sighup.recv() => {
                 if let Err(message) = agent.reload().await {
                     tracing::error!(%message, "reload refused; the running config stays");
@@ -155,6 +176,16 @@ pub async fn run(
     drop(control);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next metrics connection, or never when metrics are off.
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn backend_addresses(services: &[ServiceConfig]) -> Vec<std::net::IpAddr> {

@@ -28,6 +28,9 @@ pub enum Command {
         /// maps pinned, forwarding, for the next agent to adopt.
         #[arg(long)]
         keep_datapath: bool,
+        /// How log lines are written (level: RUST_LOG, default info).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: halb::logging::LogFormat,
     },
     /// Validate a config file; print every error with file:line:column.
     Check {

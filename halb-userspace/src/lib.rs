@@ -8,4 +8,5 @@ pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod net;

@@ -20,7 +20,8 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             keep_datapath,
-        } => exit_code(run(&config, keep_datapath)),
+            log_format,
+        } => exit_code(run(&config, keep_datapath, log_format)),
         Command::Counters { pin_dir } => exit_code(counters(&pin_dir)),
         Command::Status { json, socket } => exit_code(status(&socket.path, json)),
         Command::Backend { action, socket } => {
@@ -68,8 +69,12 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, keep_datapath: bool) -> anyhow::Result<()> {
-    logging::init();
+fn run(
+    path: &std::path::Path,
+    keep_datapath: bool,
+    log_format: logging::LogFormat,
+) -> anyhow::Result<()> {
+    logging::init(log_format);
     let config = config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -32,6 +32,9 @@ pub fn halb_bin() -> PathBuf {
     candidate
 }
 
+/// Where every test agent serves its metrics, inside its namespace.
+pub const METRICS: &str = "127.0.0.1:9723";
+
 /// Where bpffs is mounted; the agent mounts it if missing.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -71,9 +74,10 @@ impl Agent {
     ) -> Self {
         let config_path = std::env::temp_dir().join(format!("{name}.toml"));
         let control_socket = std::env::temp_dir().join(format!("{name}.sock"));
-        // Every agent gets its own control socket, so agents run side by side.
+        // Every agent gets its own control socket, so agents run side by
+        // side; metrics listen on the agent's namespace's own loopback.
         let config = format!(
-            "{}\n[admin]\ncontrol_socket = \"{}\"\n",
+            "{}\n[admin]\ncontrol_socket = \"{}\"\nmetrics = \"{METRICS}\"\n",
             make_config(&pin_dir),
             control_socket.display()
         );

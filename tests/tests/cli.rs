@@ -47,3 +47,40 @@ fn check_reports_every_error_with_file_line_column() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_logs_json_lines_when_asked() {
+    use std::time::Duration;
+
+    use halb_tests::{netns::NetNs, process::ChildGuard};
+
+    let ns = NetNs::new("json");
+    let name = halb_tests::netns::unique_name("json");
+    let pin_dir = std::path::Path::new("/sys/fs/bpf").join(&name);
+    let socket = std::env::temp_dir().join(format!("{name}.sock"));
+    let config = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[datapath]\ninterfaces = [\"lo\"]\nxdp_mode = \"generic\"\npin_dir = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n",
+            pin_dir.display(),
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    let mut command = ns.command(halb_bin().to_str().expect("UTF-8"));
+    command
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config);
+    let mut agent = ChildGuard::spawn("halb-json", command, false);
+    let line = agent
+        .lines()
+        .wait_for("datapath attached", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no attach line: {:?}", agent.lines().snapshot()));
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["level"], "INFO", "{json}");
+    assert_eq!(json["fields"]["message"], "datapath attached", "{json}");
+    assert!(agent.stop(Duration::from_secs(5)).success());
+    let _ = std::fs::remove_file(&config);
+    assert!(!pin_dir.exists(), "{} left pinned", pin_dir.display());
+}

@@ -52,6 +52,31 @@ fn status_shows_services_backends_health_and_counters() {
     }
     assert!(json["verdicts"]["fwd_tx"].as_u64().unwrap_or(0) > 0);
 
+    // The same figures as Prometheus metrics, from inside the balancer's namespace.
+    let metrics = lab.lb.run(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(halb_tests::agent::METRICS).expect("metrics port");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut page = String::new();
+        s.read_to_string(&mut page).expect("read");
+        page
+    });
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("halb_backend_healthy{service=\"web\",backend=\"198.18.0.13:80\"} 1"),
+        "{metrics}"
+    );
+    let new_flows: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("halb_service_new_flows_total{service=\"web\","))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no new flows for web in {metrics}"));
+    assert!(new_flows >= 300, "{new_flows}");
+    assert!(metrics.contains("halb_datapath_verdicts_total{verdict=\"fwd_tx\"}"));
+    assert!(metrics.contains("process_resident_memory_bytes "));
+
     let table = agent.ctl(&["status"]);
     assert!(
         table.contains("service web 198.18.0.100:80/tcp mode nat"),

@@ -20,6 +20,8 @@ pub struct Config {
 pub struct Admin {
     /// Unix socket for `halb status`, drain, enable, reload and stop.
     pub control_socket: Option<Spanned<String>>,
+    /// Address:port serving Prometheus metrics at /metrics; none: off.
+    pub metrics: Option<Spanned<String>>,
 }
 
 /// `[datapath]`: where and how the XDP program runs.

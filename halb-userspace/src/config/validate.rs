@@ -25,6 +25,7 @@ pub struct ValidatedConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub control_socket: PathBuf,
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where the control socket is unless `[admin] control_socket` says.
@@ -240,7 +241,23 @@ fn admin(raw: model::Admin, errors: &mut Errors<'_, '_>) -> Admin {
             p
         }
     };
-    Admin { control_socket }
+    let metrics = raw.metrics.and_then(|m| match m.get_ref().parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.at(
+                m.span(),
+                format!(
+                    "metrics {:?} is not an address and port: write it like \"127.0.0.1:9723\" or \"[::1]:9723\"",
+                    m.get_ref()
+                ),
+            );
+            None
+        }
+    });
+    Admin {
+        control_socket,
+        metrics,
+    }
 }
 
 fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {

@@ -1,0 +1,210 @@
+//! Prometheus text exposition of what `halb status` shows, plus the
+//! datapath's verdicts and packet counters and the agent's process figures,
+//! served at `/metrics` on `[admin] metrics`.
+
+use std::fmt::Write as _;
+
+use halb_common::stats::PacketCounters;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::control::status::Status;
+
+/// The metrics page for `status` and the datapath's `packets`.
+pub fn render(status: &Status, packets: &PacketCounters) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    let service_labels = |s: &crate::control::status::ServiceStatus| {
+        format!(
+            "service=\"{}\",vip=\"{}\",port=\"{}\",protocol=\"{}\"",
+            escape(&s.name),
+            s.vip,
+            s.port,
+            s.protocol
+        )
+    };
+    let services = &status.services;
+    family(
+        "halb_service_packets_total",
+        "counter",
+        "Packets the datapath sent to the service's backends.",
+        services
+            .iter()
+            .map(|s| (service_labels(s), s.traffic.packets.to_string()))
+            .collect(),
+    );
+    family(
+        "halb_service_bytes_total",
+        "counter",
+        "Bytes the datapath sent to the service's backends.",
+        services
+            .iter()
+            .map(|s| (service_labels(s), s.traffic.bytes.to_string()))
+            .collect(),
+    );
+    family(
+        "halb_service_new_flows_total",
+        "counter",
+        "Flows the datapath scheduled for the service.",
+        services
+            .iter()
+            .map(|s| (service_labels(s), s.traffic.new_flows.to_string()))
+            .collect(),
+    );
+    let backends: Vec<_> = services
+        .iter()
+        .flat_map(|s| {
+            s.backends.iter().map(move |b| {
+                (
+                    format!("service=\"{}\",backend=\"{}\"", escape(&s.name), b.address),
+                    b,
+                )
+            })
+        })
+        .collect();
+    let per_backend = |f: &dyn Fn(&crate::control::status::BackendStatus) -> String| {
+        backends
+            .iter()
+            .map(|(l, b)| (l.clone(), f(b)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "halb_backend_packets_total",
+        "counter",
+        "Packets the datapath sent to the backend.",
+        per_backend(&|b| b.traffic.packets.to_string()),
+    );
+    family(
+        "halb_backend_bytes_total",
+        "counter",
+        "Bytes the datapath sent to the backend.",
+        per_backend(&|b| b.traffic.bytes.to_string()),
+    );
+    family(
+        "halb_backend_new_flows_total",
+        "counter",
+        "Flows the datapath scheduled on the backend.",
+        per_backend(&|b| b.traffic.new_flows.to_string()),
+    );
+    family(
+        "halb_backend_healthy",
+        "gauge",
+        "1 when the backend's health checks pass (or it has none).",
+        per_backend(&|b| u8::from(b.health == "up").to_string()),
+    );
+    family(
+        "halb_backend_drained",
+        "gauge",
+        "1 when an operator drained the backend.",
+        per_backend(&|b| u8::from(b.admin == "drained").to_string()),
+    );
+    family(
+        "halb_backend_weight",
+        "gauge",
+        "The backend's configured weight.",
+        per_backend(&|b| b.weight.to_string()),
+    );
+    family(
+        "halb_datapath_verdicts_total",
+        "counter",
+        "Packets by what the XDP program did with them, and why.",
+        status
+            .verdicts
+            .iter()
+            .map(|(k, v)| (format!("verdict=\"{k}\""), v.to_string()))
+            .collect(),
+    );
+    family(
+        "halb_datapath_packets_total",
+        "counter",
+        "Packets the XDP program ran on, by layer 3.",
+        PacketCounters::FIELD_NAMES
+            .iter()
+            .zip(packets.values())
+            .filter(|(name, _)| !matches!(**name, "packets" | "bytes"))
+            .map(|(name, v)| (format!("l3=\"{name}\""), v.to_string()))
+            .collect(),
+    );
+    let process = process_figures();
+    for (name, kind, help, value) in process {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out
+}
+
+/// Label values escape backslash, quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The standard process metrics, from /proc/self.
+fn process_figures() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let mut figures = Vec::new();
+    let page = 4096.0;
+    let ticks = 100.0;
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which may contain spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime 14, stime 15, rss 24 (1-based in proc(5); f starts at field 3).
+        figures.push((
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time the agent spent, in seconds.",
+            format!("{}", (num(11) + num(12)) / ticks),
+        ));
+        figures.push((
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the agent, in bytes.",
+            format!("{}", num(21) * page),
+        ));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        figures.push((
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of the agent.",
+            fds.count().to_string(),
+        ));
+    }
+    figures
+}
+
+/// Answers one HTTP request on `stream` with `page` for `/metrics`, 404
+/// for anything else.
+pub async fn serve(mut stream: TcpStream, page: impl FnOnce() -> String) {
+    let mut request = [0u8; 2048];
+    let n = match tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut request))
+        .await
+    {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let head = String::from_utf8_lossy(&request[..n]);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let response = if path == "/metrics" {
+        let body = page();
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 404 Not Found\r\ncontent-length: 24\r\nconnection: close\r\n\r\nmetrics are at /metrics\n".to_owned()
+    };
+    let _ = stream.write_all(response.as_bytes()).await;
+}
