@@ -844,6 +844,12 @@ mod tests {
             "missing field `datapath`",
         ),
         (
+            "interfaces missing",
+            "[datapath]\nxdp_mode = \"native\"\n",
+            (1, 1),
+            "missing field `interfaces`",
+        ),
+        (
             "no interface",
             "[datapath]\ninterfaces = []\n",
             (2, 14),
