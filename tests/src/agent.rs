@@ -84,7 +84,7 @@ impl Agent {
         std::fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         Self {
-            process: spawn(ns, name, halb, &config_path, echo),
+            process: spawn(ns, name, halb, &config_path, echo, &[]),
             pin_dir,
             control_socket,
             config_path,
@@ -103,11 +103,23 @@ impl Agent {
 
     /// Starts the next agent in `ns` with the same config and pins, as an
     /// operator restarting halb would; it adopts what this one left.
-    pub fn restart(mut self, ns: &NetNs) -> Agent {
+    pub fn restart(self, ns: &NetNs) -> Agent {
+        self.restart_with(ns, &[])
+    }
+
+    /// [`Agent::restart`] with extra arguments for `halb run`.
+    pub fn restart_with(mut self, ns: &NetNs, extra: &[&str]) -> Agent {
         self.process.stop(Duration::from_secs(5));
         self.handed_over = true;
         Agent {
-            process: spawn(ns, &self.name, &self.halb, &self.config_path, self.echo),
+            process: spawn(
+                ns,
+                &self.name,
+                &self.halb,
+                &self.config_path,
+                self.echo,
+                extra,
+            ),
             pin_dir: self.pin_dir.clone(),
             control_socket: self.control_socket.clone(),
             config_path: self.config_path.clone(),
@@ -164,12 +176,24 @@ impl Agent {
     }
 }
 
-fn spawn(ns: &NetNs, name: &str, halb: &Path, config_path: &Path, echo: bool) -> ChildGuard {
+fn spawn(
+    ns: &NetNs,
+    name: &str,
+    halb: &Path,
+    config_path: &Path,
+    echo: bool,
+    extra: &[&str],
+) -> ChildGuard {
     let mut command = ns.command(halb.to_str().expect("UTF-8 path"));
-    command.arg("run").arg("--config").arg(config_path).env(
-        "RUST_LOG",
-        std::env::var("HALB_TEST_LOG").unwrap_or("info".into()),
-    );
+    command
+        .arg("run")
+        .args(extra)
+        .arg("--config")
+        .arg(config_path)
+        .env(
+            "RUST_LOG",
+            std::env::var("HALB_TEST_LOG").unwrap_or("info".into()),
+        );
     ChildGuard::spawn(name, command, echo)
 }
 

@@ -84,3 +84,39 @@ fn kill_9_during_load_fails_no_request_and_the_next_agent_adopts_the_datapath() 
     let link = lab.lb.ip(&["-d", "link", "show", "eth0"]);
     assert!(!link.contains("prog/xdp"), "XDP still attached: {link}");
 }
+
+#[test]
+fn keep_datapath_leaves_it_forwarding_for_the_next_agent() {
+    let lab = Scenario::build(Mode::Nat, false, env!("CARGO_BIN_EXE_halb-web").as_ref());
+    let agent = lab.halb(&halb_bin(), Mode::Nat, [1, 1, 1]);
+    let mut agent = agent.restart_with(&lab.lb, &["--keep-datapath"]);
+    agent.wait_attached();
+    // SIGTERM: the agent goes, the datapath stays.
+    assert!(agent.process.stop(Duration::from_secs(5)).success());
+    agent.wait_for_log("left attached", Duration::from_secs(1));
+    let link = lab.lb.ip(&["-d", "link", "show", "eth0"]);
+    assert!(
+        link.contains("prog/xdp"),
+        "detached despite --keep-datapath: {link}"
+    );
+    let tally = halb_tests::traffic::http_requests(
+        &lab.client.ns,
+        lab.vip(),
+        300,
+        4,
+        halb_tests::traffic::Source::Ephemeral,
+    );
+    assert_eq!(
+        tally.failed, 0,
+        "no agent, datapath alone: {:?}",
+        tally.errors
+    );
+    assert_eq!(tally.by_backend.len(), 3);
+    // The next agent adopts it, and a plain stop cleans everything.
+    let mut agent = agent.restart(&lab.lb);
+    agent.wait_attached();
+    agent.wait_for_log("XDP link adopted", Duration::from_secs(1));
+    let pin_dir = agent.pin_dir.clone();
+    drop(agent);
+    assert!(!pin_dir.exists(), "{} left pinned", pin_dir.display());
+}
