@@ -1,0 +1,210 @@
+//! Validation: defaults, and broken configs with where and what.
+
+use super::*;
+use crate::config::from_str;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let config = from_str("[datapath]\ninterfaces = [\"eth0\"]\n").expect("valid");
+    assert_eq!(
+        config.datapath,
+        Datapath {
+            interfaces: vec!["eth0".into()],
+            xdp_mode: XdpMode::Native,
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
+            log_level: DatapathLogLevel::Info,
+            maglev_table_size: DEFAULT_RING_SIZE,
+            nat_ports: (DEFAULT_NAT_PORT_MIN, DEFAULT_NAT_PORT_MAX),
+            tcp_timeout: Duration::from_secs(900),
+            tcp_closing_timeout: Duration::from_secs(10),
+            udp_timeout: Duration::from_secs(300),
+        }
+    );
+    assert!(config.services.is_empty());
+}
+
+/// Each broken config, the position of its first error and a phrase of it.
+const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
+    (
+        "unknown key",
+        "[datapath]\ninterfaces = [\"eth0\"]\nxdp_mod = \"native\"\n",
+        (3, 1),
+        "unknown field `xdp_mod`",
+    ),
+    (
+        "missing table",
+        "# nothing here\n",
+        (1, 1),
+        "missing field `datapath`",
+    ),
+    (
+        "interfaces missing",
+        "[datapath]\nxdp_mode = \"native\"\n",
+        (1, 1),
+        "missing field `interfaces`",
+    ),
+    (
+        "no interface",
+        "[datapath]\ninterfaces = []\n",
+        (2, 14),
+        "list at least one",
+    ),
+    (
+        "duplicate interface",
+        "[datapath]\ninterfaces = [\"eth0\", \"eth0\"]\n",
+        (2, 23),
+        "listed twice",
+    ),
+    (
+        "interface name too long",
+        "[datapath]\ninterfaces = [\"a-very-long-interface\"]\n",
+        (2, 15),
+        "is not valid",
+    ),
+    (
+        "bad xdp mode",
+        "[datapath]\ninterfaces = [\"eth0\"]\nxdp_mode = \"fast\"\n",
+        (3, 12),
+        "use \"native\" or \"generic\"",
+    ),
+    (
+        "relative pin dir",
+        "[datapath]\ninterfaces = [\"eth0\"]\npin_dir = \"halb\"\n",
+        (3, 11),
+        "absolute folder",
+    ),
+    (
+        "bad log level",
+        "[datapath]\ninterfaces = [\"eth0\"]\nlog_level = \"loud\"\n",
+        (3, 13),
+        "is not known",
+    ),
+    (
+        "wrong type",
+        "[datapath]\ninterfaces = \"eth0\"\n",
+        (2, 14),
+        "invalid type",
+    ),
+    (
+        "toml syntax",
+        "[datapath\ninterfaces = [\"eth0\"]\n",
+        (1, 10),
+        "",
+    ),
+    (
+        "bad VIP address",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.300\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (5, 7),
+        "is not an IP address",
+    ),
+    (
+        "duplicate service",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"a\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n[[service]]\nname = \"b\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (12, 7),
+        "another service already listens on 198.18.0.100 port 80",
+    ),
+    (
+        "all weights zero",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nweight = 0\n",
+        (4, 8),
+        "has weight 0",
+    ),
+    (
+        "backend port 0",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nport = 0\n",
+        (10, 8),
+        "backend port 0 is not a port",
+    ),
+    (
+        "VIP family differs from backend family",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"2001:db8::11\"\n",
+        (9, 11),
+        "different families",
+    ),
+    (
+        "full NAT without snat_address",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (4, 8),
+        "needs snat_address",
+    ),
+    (
+        "no backend",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n",
+        (4, 8),
+        "has no backend",
+    ),
+    (
+        "MAC outside dsr mode",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[[service.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+        (10, 7),
+        "mac is only used in dsr mode",
+    ),
+    (
+        "unknown check type",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"icmp\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (9, 8),
+        "check type \"icmp\" is not known",
+    ),
+    (
+        "check timeout beyond the interval",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (11, 11),
+        "at most the interval",
+    ),
+    (
+        "bad duration",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"soon\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (10, 12),
+        "is not a duration",
+    ),
+    (
+        "reset policy on UDP",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"dns\"\nvip = \"198.18.0.100\"\nport = 53\nprotocol = \"udp\"\nmode = \"dsr\"\nwhen_all_down = \"reset\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (9, 17),
+        "UDP has no reset",
+    ),
+    (
+        "maglev table size not prime",
+        "[datapath]\ninterfaces = [\"eth0\"]\nmaglev_table_size = 65536\n",
+        (3, 21),
+        "must be a prime",
+    ),
+    (
+        "NAT ports reversed",
+        "[datapath]\ninterfaces = [\"eth0\"]\nnat_ports = [30000, 20000]\n",
+        (3, 13),
+        "1024 <= first <= last",
+    ),
+    (
+        "relative control socket",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[admin]\ncontrol_socket = \"halb.sock\"\n",
+        (4, 18),
+        "absolute file path",
+    ),
+    (
+        "service name used twice",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n[[service]]\nname = \"web\"\nvip = \"198.18.0.101\"\nport = 80\nmode = \"dsr\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (11, 8),
+        "is used twice",
+    ),
+];
+
+#[test]
+fn broken_configs_name_line_column_and_fix() {
+    for (name, text, (line, column), phrase) in BROKEN {
+        let errors = from_str(text).expect_err(name);
+        let first = &errors[0];
+        assert_eq!(
+            (first.line, first.column),
+            (*line, *column),
+            "{name}: {first:?}"
+        );
+        assert!(first.message.contains(phrase), "{name}: {first:?}");
+    }
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let text = "[datapath]\ninterfaces = [\"\"]\nxdp_mode = \"x\"\nlog_level = \"y\"\n";
+    assert_eq!(from_str(text).expect_err("three errors").len(), 3);
+}
