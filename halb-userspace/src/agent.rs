@@ -48,6 +48,8 @@ pub enum AgentError {
     Sync(#[from] SyncError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("{0}")]
+    NotYet(String),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -80,6 +82,18 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    if let Some(s) = config.services.iter().find(|s| s.http.is_some()) {
+        return Err(AgentError::NotYet(format!(
+            "service {:?} has [service.http]: halb's HTTP proxy is not part of this version; `halb check` accepts the config, `halb run` needs it removed",
+            s.name
+        )));
+    }
+    if !config.vrrp.is_empty() {
+        tracing::warn!(
+            instances = config.vrrp.len(),
+            "[[vrrp]] is checked but not run by this version: put the virtual addresses on the interface yourself"
+        );
+    }
     let control = ControlSocket::bind(&config.admin.control_socket)?;
 
     let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;

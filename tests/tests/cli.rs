@@ -84,3 +84,35 @@ fn run_logs_json_lines_when_asked() {
     let _ = std::fs::remove_file(&config);
     assert!(!pin_dir.exists(), "{} left pinned", pin_dir.display());
 }
+
+#[test]
+fn run_refuses_http_services_it_cannot_serve_yet() {
+    let dir = std::env::temp_dir();
+    let config = dir.join(format!("halb-cli-{}-http.toml", std::process::id()));
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/url-static.toml"
+    ))
+    .expect("example");
+    let socket = dir.join(format!("halb-cli-{}-http.sock", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "{example}\n[admin]\ncontrol_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(halb_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run halb");
+    let _ = std::fs::remove_file(&config);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("service \"www\" has [service.http]"),
+        "{stderr}"
+    );
+}

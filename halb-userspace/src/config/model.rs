@@ -12,6 +12,98 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<Service>>,
+    #[serde(default, rename = "vrrp")]
+    pub vrrp: Vec<Spanned<Vrrp>>,
+}
+
+/// `[[vrrp]]`: one VRRP instance (keepalived's `vrrp_instance`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub name: Spanned<String>,
+    pub interface: Spanned<String>,
+    pub vrid: Spanned<u32>,
+    pub priority: Spanned<u32>,
+    /// 2 or 3 (default).
+    pub version: Option<Spanned<u32>>,
+    pub advert_interval: Option<Spanned<String>>,
+    pub preempt: Option<Spanned<bool>>,
+    pub preempt_delay: Option<Spanned<String>>,
+    pub virtual_addresses: Spanned<Vec<Spanned<String>>>,
+    /// Interface label for the addresses, like keepalived's `label eth0:10`.
+    pub label: Option<Spanned<String>>,
+    /// VRRPv2 simple password (keepalived's `auth_type PASS`).
+    pub auth_pass: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unicast_peers: Vec<Spanned<String>>,
+    /// Gratuitous ARPs / unsolicited NAs sent on becoming master.
+    pub garp_count: Option<Spanned<u32>>,
+    /// Delay before the second burst.
+    pub garp_repeat_after: Option<Spanned<String>>,
+    /// Period of later bursts while master; none: no refresh.
+    pub garp_refresh: Option<Spanned<String>>,
+    #[serde(default)]
+    pub track_interface: Vec<Spanned<Track>>,
+    #[serde(default)]
+    pub track_service: Vec<Spanned<Track>>,
+    pub notify_master: Option<Spanned<String>>,
+    pub notify_backup: Option<Spanned<String>>,
+    pub notify_fault: Option<Spanned<String>>,
+}
+
+/// What a VRRP instance tracks, and how much its priority drops when that
+/// fails (keepalived's track_interface / track_script `weight`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    pub name: Spanned<String>,
+    pub weight: Spanned<i64>,
+}
+
+/// `[service.http]`: the service is served by halb's HTTP proxy, with
+/// haproxy-like rules choosing a pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub default_pool: Spanned<String>,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<Spanned<Pool>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<Rule>>,
+}
+
+/// `[[service.http.pool]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub name: Spanned<String>,
+    /// `roundrobin` (default) or `leastconn`.
+    pub balance: Option<Spanned<String>>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Spanned<Backend>>,
+}
+
+/// `[[service.http.rule]]`: every condition given must hold (each list
+/// matches if any of its items does); the first rule that matches picks
+/// its pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub pool: Spanned<String>,
+    pub path_beg: Option<Spanned<Vec<String>>>,
+    pub path_end: Option<Spanned<Vec<String>>>,
+    pub path_regex: Option<Spanned<String>>,
+    pub host: Option<Spanned<Vec<String>>>,
+    pub method: Option<Spanned<Vec<String>>>,
+    pub header: Option<Spanned<HeaderMatch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    /// Substring the header's value must contain; none: present.
+    pub contains: Option<String>,
 }
 
 /// `[admin]`: how operators reach the agent.
@@ -69,6 +161,8 @@ pub struct Service {
     pub check: Option<Spanned<Check>>,
     /// When no backend is up: `drop` (default) or `reset` (TCP RST).
     pub when_all_down: Option<Spanned<String>>,
+    /// HTTP rules and pools: a layer-7 service.
+    pub http: Option<Spanned<Http>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<Spanned<Backend>>,
 }

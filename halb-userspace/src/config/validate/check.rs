@@ -161,3 +161,23 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
+
+/// Parses the duration in `value`, reporting `what` at its position when
+/// it is not one.
+pub(super) fn parse_duration_at(
+    value: &Spanned<String>,
+    what: &str,
+    errors: &mut Errors<'_, '_>,
+) -> Option<Duration> {
+    let parsed = parse_duration(value.get_ref());
+    if parsed.is_none() {
+        errors.at(
+            value.span(),
+            format!(
+                "{what} {:?} is not a duration: write it like \"2s\" or \"500ms\"",
+                value.get_ref()
+            ),
+        );
+    }
+    parsed
+}

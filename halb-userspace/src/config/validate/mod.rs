@@ -14,12 +14,16 @@ use super::{Diagnostic, Positions, model};
 use crate::dataplane::maglev::is_prime;
 
 mod check;
+mod http;
 mod service;
 #[cfg(test)]
 mod tests;
+mod vrrp;
 
 pub use check::parse_duration;
+pub use http::{Balance, Condition, HttpConfig, HttpRule, PoolConfig};
 use service::services;
+pub use vrrp::{Garp, Track, VrrpConfig, VrrpVersion};
 
 /// A config that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,7 @@ pub struct ValidatedConfig {
     pub datapath: Datapath,
     pub admin: Admin,
     pub services: Vec<ServiceConfig>,
+    pub vrrp: Vec<VrrpConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +86,8 @@ pub struct ServiceConfig {
     pub affinity: Affinity,
     pub when_all_down: AllDown,
     pub backends: Vec<BackendConfig>,
+    /// A layer-7 service: rules and pools for the HTTP proxy.
+    pub http: Option<HttpConfig>,
 }
 
 /// What the datapath does with a service's packets when no backend is up.
@@ -165,11 +172,13 @@ pub fn validate(
     let datapath = datapath(raw.datapath, &mut errors);
     let admin = admin(raw.admin, &mut errors);
     let services = services(raw.services, &mut errors);
+    let vrrp = vrrp::instances(raw.vrrp, &services, &mut errors);
     if errors.list.is_empty() {
         Ok(ValidatedConfig {
             datapath,
             admin,
             services,
+            vrrp,
         })
     } else {
         errors.list.sort_by_key(|d| (d.line, d.column));

@@ -169,7 +169,7 @@ fn one_service(
         );
     }
 
-    if raw.backends.is_empty() {
+    if raw.backends.is_empty() && raw.http.is_none() {
         errors.at(
             raw.name.span(),
             format!(
@@ -178,64 +178,24 @@ fn one_service(
             ),
         );
     }
-    let mut backends = Vec::new();
-    let mut seen = HashSet::new();
-    for backend in raw.backends {
-        let bspan = backend.span();
-        let backend = backend.into_inner();
-        let address = errors.ip(&backend.address, "backend address");
-        if let (Some(a), Some(v)) = (address, vip)
-            && a.is_ipv4() != v.is_ipv4()
-        {
-            errors.at(
-                backend.address.span(),
-                format!("backend {a} and vip {v} are of different families: use backends of the VIP's family"),
-            );
-        }
-        let bport = match &backend.port {
-            Some(p) if *p.get_ref() == 0 => {
-                errors.at(p.span(), "backend port 0 is not a port: use the port the backend listens on, or leave it out to use the service's");
-                0
-            }
-            Some(p) => *p.get_ref(),
-            None => port,
-        };
-        let weight = backend.weight.as_ref().map_or(1, |w| *w.get_ref());
-        let mac = match &backend.mac {
-            None => None,
-            Some(m) => {
-                if raw_mode != RawMode::Dsr {
-                    errors.at(m.span(), "mac is only used in dsr mode: remove it");
-                }
-                let parsed = parse_mac(m.get_ref());
-                if parsed.is_none() {
-                    errors.at(
-                        m.span(),
-                        format!("mac {:?} is not a MAC address: write six hex bytes, e.g. \"02:00:5e:00:00:0b\"", m.get_ref()),
-                    );
-                }
-                parsed
-            }
-        };
-        if let Some(a) = address
-            && !seen.insert((a, bport))
-        {
-            errors.at(
-                bspan.clone(),
-                format!("backend {a} port {bport} is listed twice in this service: remove one"),
-            );
-        }
-        let check = check(raw.check.as_ref(), backend.check.as_ref(), bport, errors);
-        if let Some(address) = address {
-            backends.push(BackendConfig {
-                address,
-                port: bport,
-                weight,
-                mac,
-                check,
-            });
-        }
+    let context = BackendContext {
+        vip,
+        port,
+        dsr: raw_mode == RawMode::Dsr,
+        check: raw.check.as_ref(),
+    };
+    let http = raw
+        .http
+        .as_ref()
+        .map(|h| super::http::http(h, &context, errors));
+    if let (Some(h), Some(first)) = (&raw.http, raw.backends.first()) {
+        let _ = h;
+        errors.at(
+            first.span(),
+            "a service with [service.http] takes its backends from [[service.http.pool]]: move these there",
+        );
     }
+    let backends = backends(raw.backends, &context, errors);
     if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
         errors.at(
             raw.name.span(),
@@ -254,7 +214,86 @@ fn one_service(
         affinity,
         when_all_down,
         backends,
+        http,
     })
+}
+
+/// What a backend list is checked against.
+pub(super) struct BackendContext<'a> {
+    pub vip: Option<IpAddr>,
+    /// The service's port: a backend's default.
+    pub port: u16,
+    /// Only DSR backends may name a MAC.
+    pub dsr: bool,
+    /// The service's check, which each backend may override.
+    pub check: Option<&'a Spanned<model::Check>>,
+}
+
+/// Validates `[[...backend]]` entries (a service's or a pool's).
+pub(super) fn backends(
+    list: Vec<Spanned<model::Backend>>,
+    context: &BackendContext<'_>,
+    errors: &mut Errors<'_, '_>,
+) -> Vec<BackendConfig> {
+    let mut backends = Vec::new();
+    let mut seen = HashSet::new();
+    for backend in list {
+        let bspan = backend.span();
+        let backend = backend.into_inner();
+        let address = errors.ip(&backend.address, "backend address");
+        if let (Some(a), Some(v)) = (address, context.vip)
+            && a.is_ipv4() != v.is_ipv4()
+        {
+            errors.at(
+                backend.address.span(),
+                format!("backend {a} and vip {v} are of different families: use backends of the VIP's family"),
+            );
+        }
+        let bport = match &backend.port {
+            Some(p) if *p.get_ref() == 0 => {
+                errors.at(p.span(), "backend port 0 is not a port: use the port the backend listens on, or leave it out to use the service's");
+                0
+            }
+            Some(p) => *p.get_ref(),
+            None => context.port,
+        };
+        let weight = backend.weight.as_ref().map_or(1, |w| *w.get_ref());
+        let mac = match &backend.mac {
+            None => None,
+            Some(m) => {
+                if !context.dsr {
+                    errors.at(m.span(), "mac is only used in dsr mode: remove it");
+                }
+                let parsed = parse_mac(m.get_ref());
+                if parsed.is_none() {
+                    errors.at(
+                        m.span(),
+                        format!("mac {:?} is not a MAC address: write six hex bytes, e.g. \"02:00:5e:00:00:0b\"", m.get_ref()),
+                    );
+                }
+                parsed
+            }
+        };
+        if let Some(a) = address
+            && !seen.insert((a, bport))
+        {
+            errors.at(
+                bspan.clone(),
+                format!("backend {a} port {bport} is listed twice here: remove one"),
+            );
+        }
+        let check = check(context.check, backend.check.as_ref(), bport, errors);
+        if let Some(address) = address {
+            backends.push(BackendConfig {
+                address,
+                port: bport,
+                weight,
+                mac,
+                check,
+            });
+        }
+    }
+    backends
 }
 
 /// "aa:bb:cc:dd:ee:ff" (or with '-') to bytes.

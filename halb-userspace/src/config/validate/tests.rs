@@ -187,6 +187,48 @@ const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
         (11, 8),
         "is used twice",
     ),
+    (
+        "VRRP vrid 0",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 0\npriority = 100\nvirtual_addresses = [\"198.18.0.100/32\"]\n",
+        (6, 8),
+        "outside 1-255",
+    ),
+    (
+        "VRRP priority 255",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 255\nvirtual_addresses = [\"198.18.0.100/32\"]\n",
+        (7, 12),
+        "outside 1-254",
+    ),
+    (
+        "VRRPv2 with an IPv6 address",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nversion = 2\nvirtual_addresses = [\"2001:db8::100/128\"]\n",
+        (9, 22),
+        "IPv4 addresses only",
+    ),
+    (
+        "auth_pass with VRRPv3",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nvirtual_addresses = [\"198.18.0.100/32\"]\nauth_pass = \"secret\"\n",
+        (9, 13),
+        "VRRPv3 has no authentication",
+    ),
+    (
+        "HTTP rule to an unknown pool",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"static\"\npath_beg = [\"/static\"]\n",
+        (15, 8),
+        "no pool \"static\"",
+    ),
+    (
+        "HTTP path regex that does not compile",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"app\"\npath_regex = \"(\"\n",
+        (16, 14),
+        "does not compile",
+    ),
+    (
+        "VRRP tracking an unknown service",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nvirtual_addresses = [\"198.18.0.100/32\"]\ntrack_service = [{ name = \"web\", weight = -50 }]\n",
+        (9, 27),
+        "no service \"web\" to track",
+    ),
 ];
 
 #[test]
