@@ -48,12 +48,7 @@ fn nat_ipv4_tcp_new_flow_goes_to_the_backend_from_the_balancer() {
         let out = fx.run(fx.lan0.ifindex, &input);
         assert_eq!(out.action, XDP_TX, "same interface towards the backend");
 
-        let flow = fx
-            .dp
-            .maps
-            .flows
-            .get(&flow_key(client, vip, PROTO_TCP), 0)
-            .expect("flow tracked");
+        let flow = fx.flow(client, vip, PROTO_TCP);
         let nat_port = u16::from_be(flow.nat_port_be);
         assert!((PORTS.0..=PORTS.1).contains(&nat_port), "port {nat_port}");
         let want = pkt::tcp(
@@ -103,12 +98,7 @@ fn nat_ipv6_udp_new_flow_and_reply() {
             &pkt::udp((CLIENT_MAC, LB_MAC), client, vip),
         );
         assert_eq!(out.action, XDP_TX);
-        let flow = fx
-            .dp
-            .maps
-            .flows
-            .get(&flow_key(client, vip, PROTO_UDP), 0)
-            .expect("flow tracked");
+        let flow = fx.flow(client, vip, PROTO_UDP);
         let nat_port = u16::from_be(flow.nat_port_be);
         let want = pkt::udp(
             (LB_MAC, backend_mac(1)),
@@ -335,12 +325,7 @@ fn nat_reply_without_a_neighbour_entry_goes_back_the_way_the_client_came() {
             fx.lan0.ifindex,
             &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
         );
-        let flow = fx
-            .dp
-            .maps
-            .flows
-            .get(&flow_key(client, vip, PROTO_TCP), 0)
-            .expect("flow tracked");
+        let flow = fx.flow(client, vip, PROTO_TCP);
         let reply = pkt::tcp(
             (backend_mac(1), LB_MAC),
             (ip("198.18.0.11"), 8080),

@@ -9,7 +9,6 @@ use halb_common::addr::{PROTO_TCP, PROTO_UDP};
 
 use super::{
     cases_forward::{DSR, NAT_ONE_BACKEND, PORTS},
-    flow_key,
     harness::{
         Arms, CLIENT_MAC, LB_MAC, XDP_PASS, XDP_TX, assert_frame, backend_mac, with_fixture,
     },
@@ -87,12 +86,7 @@ fn frag_needed_about_a_nat_flow_reaches_its_backend_rewritten() {
             fx.lan0.ifindex,
             &pkt::tcp((CLIENT_MAC, LB_MAC), client, vip, Tcp::Syn),
         );
-        let flow = fx
-            .dp
-            .maps
-            .flows
-            .get(&flow_key(client, vip, PROTO_TCP), 0)
-            .expect("tracked");
+        let flow = fx.flow(client, vip, PROTO_TCP);
         let nat_port = u16::from_be(flow.nat_port_be);
 
         // The router could not pass the VIP's reply to the client.
@@ -130,12 +124,7 @@ fn packet_too_big_about_a_nat6_flow_reaches_its_backend_rewritten() {
             fx.lan0.ifindex,
             &pkt::udp((CLIENT_MAC, LB_MAC), client, vip),
         );
-        let flow = fx
-            .dp
-            .maps
-            .flows
-            .get(&flow_key(client, vip, PROTO_UDP), 0)
-            .expect("tracked");
+        let flow = fx.flow(client, vip, PROTO_UDP);
         let nat_port = u16::from_be(flow.nat_port_be);
         let router = ip("2001:db8::1");
         let input = too_big(

@@ -11,7 +11,7 @@ mod cases_malformed;
 use std::net::IpAddr;
 
 use halb::dataplane::maps::addr_be;
-use halb_common::flow::FlowKey;
+use halb_common::flow::{Flow, FlowKey};
 
 /// The flow key the datapath tracks for `src` -> `dst`.
 pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8) -> FlowKey {
@@ -24,5 +24,17 @@ pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8) -> FlowKey {
         proto,
         family,
         _pad: [0; 2],
+    }
+}
+
+impl harness::Fixture {
+    /// The tracked flow `src` -> `dst`; panics when there is none.
+    #[track_caller]
+    pub fn flow(&self, src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8) -> Flow {
+        self.dp
+            .maps
+            .flows
+            .get(&flow_key(src, dst, proto), 0)
+            .unwrap_or_else(|e| panic!("no flow {src:?} -> {dst:?}: {e}"))
     }
 }

@@ -36,21 +36,7 @@ pub fn tcp(
     if header.ack {
         header.acknowledgment_number = 5000;
     }
-    let builder = PacketBuilder::ethernet2(macs.0, macs.1);
-    let mut out = Vec::new();
-    match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => builder
-            .ipv4(s.octets(), d.octets(), 64)
-            .tcp_header(header)
-            .write(&mut out, PAYLOAD),
-        (IpAddr::V6(s), IpAddr::V6(d)) => builder
-            .ipv6(s.octets(), d.octets(), 64)
-            .tcp_header(header)
-            .write(&mut out, PAYLOAD),
-        _ => panic!("mixed families"),
-    }
-    .expect("build TCP frame");
-    out
+    tcp_with(macs, src.0, dst.0, header, PAYLOAD)
 }
 
 /// An Ethernet frame carrying `header` (ports included) from `src` to `dst`.
