@@ -1,4 +1,5 @@
 //! The node's own network settings the datapath relies on.
 
+pub mod addr;
 pub mod forwarding;
 pub mod neighbours;

@@ -1,0 +1,113 @@
+//! Virtual addresses on an interface, through rtnetlink: added when a VRRP
+//! instance becomes master (with an optional label, like keepalived's
+//! `label eth0:10`), removed when it leaves.
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt;
+use rtnetlink::{
+    Handle,
+    packet_route::address::{AddressAttribute, AddressMessage},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddrError {
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("no interface {0}")]
+    NoInterface(String),
+    #[error("cannot add {addr}/{prefix} to {interface}: {source}")]
+    Add {
+        addr: IpAddr,
+        prefix: u8,
+        interface: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot remove {addr} from {interface}: {source}")]
+    Remove {
+        addr: IpAddr,
+        interface: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+pub struct Addresses {
+    handle: Handle,
+}
+
+impl Addresses {
+    /// Opens the netlink connection; call within a tokio runtime.
+    pub fn connect() -> Result<Self, AddrError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(AddrError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Adds `addr/prefix` to `interface` (a no-op when it is there), with
+    /// `label` (which must start with the interface's name, as the kernel
+    /// requires).
+    pub async fn add(
+        &self,
+        interface: &str,
+        addr: IpAddr,
+        prefix: u8,
+        label: Option<&str>,
+    ) -> Result<(), AddrError> {
+        let index = ifindex(interface)?;
+        let mut request = self.handle.address().add(index, addr, prefix).replace();
+        if let (Some(label), IpAddr::V4(_)) = (label, addr) {
+            // IPv6 addresses carry no label.
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Label(label.to_owned()));
+        }
+        request.execute().await.map_err(|source| AddrError::Add {
+            addr,
+            prefix,
+            interface: interface.to_owned(),
+            source,
+        })
+    }
+
+    /// Removes `addr` from `interface`; absent is fine.
+    pub async fn remove(&self, interface: &str, addr: IpAddr) -> Result<(), AddrError> {
+        let index = ifindex(interface)?;
+        let found: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(addr)
+            .execute()
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        for message in found {
+            self.handle
+                .address()
+                .del(message)
+                .execute()
+                .await
+                .map_err(|source| AddrError::Remove {
+                    addr,
+                    interface: interface.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The index of `interface` in this thread's network namespace.
+fn ifindex(interface: &str) -> Result<u32, AddrError> {
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| AddrError::NoInterface(interface.to_owned()))?;
+    // SAFETY: a valid NUL-terminated name.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(AddrError::NoInterface(interface.to_owned())),
+        index => Ok(index),
+    }
+}

@@ -1,0 +1,51 @@
+//! Virtual addresses through rtnetlink (halb::net::addr), in a namespace:
+//! added with a keepalived-style label, seen by `ip`, removed.
+
+use halb::net::addr::Addresses;
+use halb_tests::netns::NetNs;
+
+#[test]
+fn vips_are_added_with_their_label_and_removed() {
+    let ns = NetNs::new("vip");
+    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    ns.ip(&["link", "set", "eth0p", "up"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.run(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let addrs = Addresses::connect().expect("netlink");
+            let v4 = "198.18.0.100".parse().unwrap();
+            let v6 = "2001:db8::100".parse().unwrap();
+            addrs
+                .add("eth0", v4, 32, Some("eth0:10"))
+                .await
+                .expect("add v4");
+            addrs
+                .add("eth0", v4, 32, Some("eth0:10"))
+                .await
+                .expect("adding twice is fine");
+            addrs.add("eth0", v6, 128, None).await.expect("add v6");
+            let shown = ns.ip(&["addr", "show", "dev", "eth0"]);
+            assert!(
+                shown.contains("inet 198.18.0.100/32") && shown.contains("eth0:10"),
+                "{shown}"
+            );
+            assert!(shown.contains("inet6 2001:db8::100/128"), "{shown}");
+            addrs.remove("eth0", v4).await.expect("remove v4");
+            addrs.remove("eth0", v6).await.expect("remove v6");
+            addrs
+                .remove("eth0", v6)
+                .await
+                .expect("removing what is gone is fine");
+            let shown = ns.ip(&["addr", "show", "dev", "eth0"]);
+            assert!(
+                !shown.contains("198.18.0.100") && !shown.contains("2001:db8::100"),
+                "{shown}"
+            );
+            assert!(addrs.add("nope0", v4, 32, None).await.is_err());
+        });
+    });
+}
