@@ -7,7 +7,9 @@ use halb_tests::netns::NetNs;
 #[test]
 fn vips_are_added_with_their_label_and_removed() {
     let ns = NetNs::new("vip");
-    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
     ns.ip(&["link", "set", "eth0p", "up"]);
     ns.ip(&["link", "set", "eth0", "up"]);
     ns.run(|| {
@@ -48,4 +50,39 @@ fn vips_are_added_with_their_label_and_removed() {
             assert!(addrs.add("nope0", v4, 32, None).await.is_err());
         });
     });
+}
+
+#[test]
+fn announcements_teach_the_lan_where_the_vip_is() {
+    use halb_tests::topo::{HOST_IF, Lan};
+
+    let mut lan = Lan::new();
+    let master = lan.attach(NetNs::new("master"), &["198.18.0.2/24", "2001:db8::2/64"]);
+    let router = lan.attach(NetNs::new("router"), &["198.18.0.1/24", "2001:db8::1/64"]);
+    // Learn neighbours from unsolicited announcements, as routers can.
+    router
+        .ns
+        .exec("sysctl", &["-qw", "net.ipv4.conf.eth0.arp_accept=1"]);
+    // Untracked NAs create entries only on a router (RFC 9131).
+    router
+        .ns
+        .exec("sysctl", &["-qw", "net.ipv6.conf.eth0.forwarding=1"]);
+    router.ns.exec(
+        "sysctl",
+        &["-qw", "net.ipv6.conf.eth0.accept_untracked_na=1"],
+    );
+    let mac = master.mac();
+    master.ns.run(|| {
+        halb::net::garp::announce(HOST_IF, "198.18.0.100".parse().unwrap()).expect("GARP");
+        halb::net::garp::announce(HOST_IF, "2001:db8::100".parse().unwrap()).expect("NA");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let neighbours = router.ns.ip(&["neigh", "show", "dev", HOST_IF]);
+    for vip in ["198.18.0.100 ", "2001:db8::100 "] {
+        let line = neighbours
+            .lines()
+            .find(|l| l.starts_with(vip))
+            .unwrap_or_else(|| panic!("the router did not learn {vip}: {neighbours}"));
+        assert!(line.contains(&mac), "{line} (master is {mac})");
+    }
 }

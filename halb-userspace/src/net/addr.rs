@@ -103,11 +103,15 @@ impl Addresses {
 
 /// The index of `interface` in this thread's network namespace.
 fn ifindex(interface: &str) -> Result<u32, AddrError> {
-    let name = std::ffi::CString::new(interface)
-        .map_err(|_| AddrError::NoInterface(interface.to_owned()))?;
+    interface_index(interface).ok_or_else(|| AddrError::NoInterface(interface.to_owned()))
+}
+
+/// The index of `interface` in this thread's network namespace, if any.
+pub fn interface_index(interface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(interface).ok()?;
     // SAFETY: a valid NUL-terminated name.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(AddrError::NoInterface(interface.to_owned())),
-        index => Ok(index),
+        0 => None,
+        index => Some(index),
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod addr;
 pub mod forwarding;
+pub mod garp;
 pub mod neighbours;
