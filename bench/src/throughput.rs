@@ -133,8 +133,11 @@ fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
     let mut command = scenario.lb.command("haproxy");
     command.arg("-db").arg("-f").arg(&path);
     let child = ChildGuard::spawn("haproxy", command, false);
-    wait_ready(scenario)
-        .with_context(|| format!("haproxy: {}", child.lines().snapshot().join("\n")))?;
+    let ready = wait_ready(scenario)
+        .with_context(|| format!("haproxy: {}", child.lines().snapshot().join("\n")));
+    // haproxy has read its config by now (or failed): leave no file behind.
+    let _ = std::fs::remove_file(&path);
+    ready?;
     Ok(child)
 }
 
