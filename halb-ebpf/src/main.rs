@@ -34,10 +34,11 @@ use verdict::{Drop, Pass, Verdict};
 #[xdp]
 pub fn halb_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if stats::count_rx(len, parse::eth::ethertype(&ctx)) == stats::FirstOnCpu::Yes {
+    let l3 = parse::eth::ethertype(&ctx);
+    if stats::count_rx(len, l3) == stats::FirstOnCpu::Yes {
         log_first_packet(&ctx);
     }
-    let verdict = process(&ctx, len).unwrap_or_else(|v| v);
+    let verdict = process(&ctx, l3, len).unwrap_or_else(|v| v);
     stats::count_verdict(&verdict);
     verdict.action()
 }
@@ -46,8 +47,8 @@ pub fn halb_xdp(ctx: XdpContext) -> u32 {
 // entry stage stays small and each path below is a function of its own
 // (their frames are siblings, not added up).
 #[inline(always)]
-fn process(ctx: &XdpContext, len: u64) -> Result<Verdict, Verdict> {
-    let pkt = parse::packet(ctx)?;
+fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Verdict> {
+    let pkt = parse::packet(ctx, l3)?;
     if pkt.fragment != 0 {
         // Services need whole packets; other fragments are the kernel's.
         return Err(if lookup::is_vip(pkt) {

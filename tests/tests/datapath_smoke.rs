@@ -10,13 +10,18 @@
 //!   2001:db8::10/64                        2001:db8::2/64
 //! ```
 
+/// Packets the XDP program received, read from the agent's pins.
+fn read_rx_counters(pin_dir: &Path) -> Result<PacketCounters, halb::dataplane::maps::MapsError> {
+    DatapathMaps::open_pinned(pin_dir)?.packet_counters()
+}
+
 use std::{
     net::{SocketAddr, UdpSocket},
     path::Path,
     time::{Duration, Instant},
 };
 
-use halb::dataplane::maps::read_rx_counters;
+use halb::dataplane::maps::DatapathMaps;
 use halb_common::{maps::MAP_STATS, stats::PacketCounters};
 use halb_tests::{
     agent::Agent,

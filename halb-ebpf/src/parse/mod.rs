@@ -65,9 +65,10 @@ pub struct Packet {
 }
 
 /// Parses the frame into this CPU's scratch [`Packet`]; anything that is
-/// not IP is passed, malformed IP is dropped.
+/// not IP is passed, malformed IP is dropped. `l3` is the frame's
+/// EtherType, which the caller has already read (see [`eth::ethertype`]).
 #[inline(always)]
-pub fn packet(ctx: &XdpContext) -> Result<&'static mut Packet, Verdict> {
+pub fn packet(ctx: &XdpContext, l3: eth::L3) -> Result<&'static mut Packet, Verdict> {
     let pkt = HALB_SCR_PKT
         .get_ptr_mut(0)
         .ok_or(Verdict::Drop(Drop::MapError))?;
@@ -77,7 +78,7 @@ pub fn packet(ctx: &XdpContext) -> Result<&'static mut Packet, Verdict> {
     pkt.sport_be = 0;
     pkt.dport_be = 0;
     pkt.tcp_flags = 0;
-    match eth::ethertype(ctx) {
+    match l3 {
         eth::L3::Ipv4 => ipv4::parse(ctx, pkt)?,
         eth::L3::Ipv6 => ipv6::parse(ctx, pkt)?,
         _ => return Err(Verdict::Pass(Pass::NotIp)),

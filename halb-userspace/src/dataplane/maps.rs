@@ -163,21 +163,6 @@ where
     T::try_from(raw).map_err(|source| MapsError::WrongType { map, source })
 }
 
-/// Packets the XDP program received, summed over every CPU, read from the pins.
-pub fn read_rx_counters(pin_dir: &Path) -> Result<PacketCounters, MapsError> {
-    let path = pin_path(pin_dir, MAP_STATS);
-    let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
-        path: path.clone(),
-        source,
-    })?;
-    let stats: PerCpuArray<MapData, PacketCounters> = typed(MAP_STATS, Map::PerCpuArray(data))?;
-    let mut total = PacketCounters::default();
-    for cpu in read(MAP_STATS, stats.get(&STATS_INDEX_RX, 0))?.iter() {
-        total.accumulate(cpu);
-    }
-    Ok(total)
-}
-
 /// An address as the maps hold it (network order words) and its family.
 pub fn addr_be(ip: std::net::IpAddr) -> (halb_common::addr::AddrBe, u8) {
     use halb_common::addr::{FAMILY_IPV4, FAMILY_IPV6};

@@ -69,38 +69,12 @@ pub fn with_fixture(arms: Arms, nat_ports: (u16, u16), body: impl FnOnce(&mut Fi
         neighbour(ns_ref, "lan0", "2001:db8::10", CLIENT_MAC);
         let lan1 = match arms {
             Arms::One => {
-                for n in 1..=3u8 {
-                    neighbour(
-                        ns_ref,
-                        "lan0",
-                        &format!("198.18.0.{}", 10 + n),
-                        backend_mac(n),
-                    );
-                    neighbour(
-                        ns_ref,
-                        "lan0",
-                        &format!("2001:db8::{}", 10 + n),
-                        backend_mac(n),
-                    );
-                }
+                backend_neighbours(ns_ref, "lan0", "198.18.0", "2001:db8:");
                 None
             }
             Arms::Two => {
                 let lan1 = iface(ns_ref, "lan1", LB1_MAC, "198.18.1.2/24", "2001:db8:1::2/64");
-                for n in 1..=3u8 {
-                    neighbour(
-                        ns_ref,
-                        "lan1",
-                        &format!("198.18.1.{}", 10 + n),
-                        backend_mac(n),
-                    );
-                    neighbour(
-                        ns_ref,
-                        "lan1",
-                        &format!("2001:db8:1::{}", 10 + n),
-                        backend_mac(n),
-                    );
-                }
+                backend_neighbours(ns_ref, "lan1", "198.18.1", "2001:db8:1:");
                 Some(lan1)
             }
         };
@@ -148,6 +122,14 @@ fn iface(ns: &NetNs, name: &'static str, mac: [u8; 6], v4: &str, v6: &str) -> If
     let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     assert_ne!(ifindex, 0, "no interface {name} in the fixture namespace");
     Iface { ifindex }
+}
+
+/// Backends 1-3 (`v4.1N`, `v6:1N`) as permanent neighbours on `dev`.
+fn backend_neighbours(ns: &NetNs, dev: &str, v4: &str, v6: &str) {
+    for n in 1..=3u8 {
+        neighbour(ns, dev, &format!("{v4}.{}", 10 + n), backend_mac(n));
+        neighbour(ns, dev, &format!("{v6}:{}", 10 + n), backend_mac(n));
+    }
 }
 
 fn neighbour(ns: &NetNs, dev: &str, ip: &str, mac: [u8; 6]) {
