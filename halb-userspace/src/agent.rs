@@ -27,6 +27,7 @@ use crate::{
         sync::{BackendState, Sync, SyncError},
     },
     health::{Checks, Health, HealthChange},
+    vrrp::routers::{Routers, RoutersError},
     net::{
         forwarding::{self, ForwardingError},
         neighbours::{NeighbourError, Neighbours},
@@ -46,6 +47,8 @@ pub enum AgentError {
     Control(#[from] ControlError),
     #[error("cannot program the services into the datapath: {0}")]
     Sync(#[from] SyncError),
+    #[error(transparent)]
+    Vrrp(#[from] RoutersError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
     #[error("{0}")]
@@ -69,7 +72,10 @@ struct Agent {
     checks: Checks,
     health_tx: mpsc::Sender<HealthChange>,
     rates: Rates,
+    routers: Routers,
 }
+
+const INTERFACE_POLL: Duration = Duration::from_millis(200);
 
 /// Runs the agent with the config read from `config_path` until SIGINT,
 /// SIGTERM or `halb stop`, then detaches the datapath (or, with
@@ -87,12 +93,6 @@ pub async fn run(
             "service {:?} has [service.http]: halb's HTTP proxy is not part of this version; `halb check` accepts the config, `halb run` needs it removed",
             s.name
         )));
-    }
-    if !config.vrrp.is_empty() {
-        tracing::warn!(
-            instances = config.vrrp.len(),
-            "[[vrrp]] is checked but not run by this version: put the virtual addresses on the interface yourself"
-        );
     }
     let control = ControlSocket::bind(&config.admin.control_socket)?;
 
@@ -124,6 +124,9 @@ pub async fn run(
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
     let checks = Checks::start(&config.services, health_tx.clone(), |_, _| Health::Up);
+    // Every backend starts up (checks report only changes), so no service
+    // is down yet; the election starts once the datapath can serve.
+    let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
     let mut agent = Agent {
         config_path: config_path.to_owned(),
         config,
@@ -134,8 +137,12 @@ pub async fn run(
         checks,
         health_tx,
         rates: Rates::default(),
+        routers,
     };
     let mut sample = tokio::time::interval(Duration::from_secs(1));
+    // Tracked interfaces are looked at this often (a link going down is
+    // seen within it; keepalived hears it from netlink at once).
+    let mut interface_poll = tokio::time::interval(INTERFACE_POLL);
     let metrics = match agent.config.admin.metrics {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -151,6 +158,7 @@ pub async fn run(
         tokio::select! {
             Some(change) = health_rx.recv() => agent.apply_health(change)?,
             _ = sample.tick() => agent.rates.sample(&agent.datapath, &agent.sync),
+            _ = interface_poll.tick(), if !agent.routers.is_empty() => agent.routers.poll_interfaces(),
             Ok((stream, _)) = accept(metrics.as_ref()) => {
                 let status = agent.status();
                 let packets = agent.datapath.maps.packet_counters().unwrap_or_default();
@@ -178,6 +186,9 @@ pub async fn run(
         }
     };
     tracing::info!(reason, "shutting down");
+    // Hand the virtual addresses over first (priority 0: the backup takes
+    // over after its skew time), while the datapath still serves.
+    agent.routers.shutdown().await;
     drop(agent.checks);
     log_task.abort();
     if keep_datapath {
@@ -264,9 +275,12 @@ impl Agent {
     /// with errors changes nothing.
     async fn reload(&mut self) -> Result<String, String> {
         let new = config::load(&self.config_path).map_err(|e| e.to_string())?;
-        if new.datapath != self.config.datapath || new.admin != self.config.admin {
+        if new.datapath != self.config.datapath
+            || new.admin != self.config.admin
+            || new.vrrp != self.config.vrrp
+        {
             tracing::warn!(
-                "[datapath] and [admin] changes take effect on restart; kept as they were"
+                "[datapath], [admin] and [[vrrp]] changes take effect on restart; kept as they were"
             );
         }
         self.sync
@@ -342,19 +356,28 @@ impl Agent {
             .map(|b| SocketAddr::new(b.address, b.port))
             .collect();
         match self.states.note_service(service, backends) {
-            Some(true) => tracing::error!(
-                service,
-                policy = ?config.when_all_down,
-                "no backend up: new connections are refused until one comes back"
-            ),
-            Some(false) => tracing::info!(service, "a backend is up again"),
+            Some(true) => {
+                tracing::error!(
+                    service,
+                    policy = ?config.when_all_down,
+                    "no backend up: new connections are refused until one comes back"
+                );
+                self.routers.set_service_down(service, true);
+            }
+            Some(false) => {
+                tracing::info!(service, "a backend is up again");
+                self.routers.set_service_down(service, false);
+            }
             None => {}
         }
         Ok(())
     }
 
     fn status(&self) -> Status {
-        let mut status = Status::default();
+        let mut status = Status {
+            vrrp: self.routers.statuses(),
+            ..Status::default()
+        };
         if let Ok(v) = self.datapath.maps.verdict_counters() {
             for (name, value) in VerdictCounters::FIELD_NAMES.iter().zip(v.values()) {
                 status.verdicts.insert((*name).to_owned(), value);

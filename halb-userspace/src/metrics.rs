@@ -132,6 +132,93 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
             .map(|(name, v)| (format!("l3=\"{name}\""), v.to_string()))
             .collect(),
     );
+    let vrrp = |f: &dyn Fn(&crate::control::status::VrrpStatus) -> String| {
+        status
+            .vrrp
+            .iter()
+            .map(|v| {
+                (
+                    format!(
+                        "instance=\"{}\",interface=\"{}\",vrid=\"{}\"",
+                        escape(&v.name),
+                        escape(&v.interface),
+                        v.vrid
+                    ),
+                    f(v),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "halb_vrrp_master",
+        "gauge",
+        "1 while the VRRP instance is MASTER.",
+        vrrp(&|v| u8::from(v.state == "master").to_string()),
+    );
+    family(
+        "halb_vrrp_state",
+        "gauge",
+        "The VRRP instance's state: 0 initialize, 1 backup, 2 master, 3 fault.",
+        vrrp(&|v| {
+            match v.state.as_str() {
+                "backup" => 1,
+                "master" => 2,
+                "fault" => 3,
+                _ => 0,
+            }
+            .to_string()
+        }),
+    );
+    family(
+        "halb_vrrp_priority",
+        "gauge",
+        "The priority the instance advertises, after tracking.",
+        vrrp(&|v| v.priority.to_string()),
+    );
+    family(
+        "halb_vrrp_transitions_total",
+        "counter",
+        "State changes of the instance.",
+        vrrp(&|v| v.transitions.to_string()),
+    );
+    family(
+        "halb_vrrp_last_transition_timestamp_seconds",
+        "gauge",
+        "When the instance last changed state (Unix time).",
+        vrrp(&|v| v.last_transition_at.unwrap_or(0.0).to_string()),
+    );
+    family(
+        "halb_vrrp_adverts_sent_total",
+        "counter",
+        "Advertisements the instance sent.",
+        vrrp(&|v| v.adverts_sent.to_string()),
+    );
+    family(
+        "halb_vrrp_adverts_received_total",
+        "counter",
+        "Advertisements that passed every check.",
+        vrrp(&|v| v.adverts_received.to_string()),
+    );
+    family(
+        "halb_vrrp_rejected_total",
+        "counter",
+        "Received VRRP messages ignored, by reason.",
+        status
+            .vrrp
+            .iter()
+            .flat_map(|v| {
+                v.rejected.iter().map(move |(reason, n)| {
+                    (
+                        format!(
+                            "instance=\"{}\",reason=\"{reason}\"",
+                            escape(&v.name)
+                        ),
+                        n.to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
     let process = process_figures();
     for (name, kind, help, value) in process {
         let _ = writeln!(

@@ -34,6 +34,9 @@ pub struct Vrrp {
     pub label: Option<Spanned<String>>,
     /// VRRPv2 simple password (keepalived's `auth_type PASS`).
     pub auth_pass: Option<Spanned<String>>,
+    /// VRRPv3 over IPv4: compute the checksum without the pseudo-header,
+    /// as VRRPv2 did (keepalived's `vrrp_v3_checksum_as_v2`).
+    pub checksum_as_v2: Option<Spanned<bool>>,
     #[serde(default)]
     pub unicast_peers: Vec<Spanned<String>>,
     /// Gratuitous ARPs / unsolicited NAs sent on becoming master.

@@ -2,7 +2,11 @@
 //! state, weight and counters with per-second rates, and the datapath's
 //! verdicts. Serialisable for `--json`, printable as a table.
 
-use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +15,39 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// Packets by verdict reason since the datapath was loaded.
     pub verdicts: BTreeMap<String, u64>,
+    /// VRRP instances.
+    #[serde(default)]
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+/// One VRRP instance as it stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    /// "initialize", "backup", "master" or "fault".
+    pub state: String,
+    /// The priority advertised now, after tracking.
+    pub priority: u8,
+    pub configured_priority: u8,
+    /// This router's address on the link (the source of its adverts).
+    pub address: Option<IpAddr>,
+    /// The current master's address, as far as this router knows.
+    pub master: Option<IpAddr>,
+    /// Why the instance is in fault, when it is.
+    pub fault: Option<String>,
+    pub transitions: u64,
+    /// The last change, e.g. "backup -> master".
+    pub last_transition: Option<String>,
+    /// Seconds since the Unix epoch of the last change.
+    pub last_transition_at: Option<f64>,
+    pub adverts_sent: u64,
+    /// Adverts that passed every check.
+    pub adverts_received: u64,
+    /// Ignored messages by reason.
+    pub rejected: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +142,45 @@ impl Status {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         let _ = writeln!(out, "datapath: {}", reasons.join(", "));
+        for v in &self.vrrp {
+            let ago = v.last_transition_at.map(|at| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                format!(" {:.0}s ago", (now - at).max(0.0))
+            });
+            let rejected: Vec<String> = v
+                .rejected
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "vrrp {} on {} vrid {} v{}: {} priority {} (configured {}) master {}{}\n  last transition {}{} ({} in all); adverts sent {} received {}; rejected: {}",
+                v.name,
+                v.interface,
+                v.vrid,
+                v.version,
+                v.state.to_uppercase(),
+                v.priority,
+                v.configured_priority,
+                v.master.map_or("unknown".to_owned(), |m| m.to_string()),
+                v.fault
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" fault: {f}")),
+                v.last_transition.as_deref().unwrap_or("none"),
+                ago.unwrap_or_default(),
+                v.transitions,
+                v.adverts_sent,
+                v.adverts_received,
+                if rejected.is_empty() {
+                    "none".to_owned()
+                } else {
+                    rejected.join(", ")
+                }
+            );
+        }
         out
     }
 }

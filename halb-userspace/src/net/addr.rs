@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use futures_util::TryStreamExt;
 use rtnetlink::{
     Handle,
-    packet_route::address::{AddressAttribute, AddressMessage},
+    packet_route::address::{AddressAttribute, AddressFlags, AddressMessage},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,7 @@ pub enum AddrError {
     },
 }
 
+#[derive(Clone)]
 pub struct Addresses {
     handle: Handle,
 }
@@ -57,12 +58,19 @@ impl Addresses {
     ) -> Result<(), AddrError> {
         let index = ifindex(interface)?;
         let mut request = self.handle.address().add(index, addr, prefix).replace();
-        if let (Some(label), IpAddr::V4(_)) = (label, addr) {
-            // IPv6 addresses carry no label.
-            request
+        match (label, addr) {
+            (Some(label), IpAddr::V4(_)) => request
                 .message_mut()
                 .attributes
-                .push(AddressAttribute::Label(label.to_owned()));
+                .push(AddressAttribute::Label(label.to_owned())),
+            // IPv6 addresses carry no label. A virtual address moves between
+            // routers: no duplicate address detection (it would hold the
+            // address tentative, and unannounced, for a second or more).
+            (_, IpAddr::V6(_)) => request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad)),
+            (None, IpAddr::V4(_)) => {}
         }
         request.execute().await.map_err(|source| AddrError::Add {
             addr,

@@ -3,4 +3,5 @@
 pub mod addr;
 pub mod forwarding;
 pub mod garp;
+pub mod iface;
 pub mod neighbours;

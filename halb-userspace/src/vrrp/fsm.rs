@@ -81,6 +81,26 @@ impl Fsm {
         self.state
     }
 
+    /// The priority adverts carry now (tracking changes it).
+    pub fn priority(&self) -> u8 {
+        self.params.priority
+    }
+
+    /// A new priority, used from the next advert and timer on.
+    pub fn set_priority(&mut self, priority: u8) {
+        self.params.priority = priority;
+    }
+
+    /// Turns preemption on or off (off while a preempt delay runs).
+    pub fn set_preempt(&mut self, preempt: bool) {
+        self.params.preempt = preempt;
+    }
+
+    /// The Master_Adver_Interval in use (learned from the master in v3).
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+
     /// RFC 9568 §6.1 Skew_Time: ((256 - Priority) * Master_Adver_Interval) / 256;
     /// RFC 3768 §6.1: (256 - Priority) / 256 seconds.
     pub fn skew_time(&self) -> Duration {

@@ -22,6 +22,8 @@ pub struct VrrpConfig {
     pub virtual_addresses: Vec<(IpAddr, u8)>,
     pub label: Option<String>,
     pub auth_pass: Option<String>,
+    /// v3 over IPv4: checksum without the pseudo-header (as v2 did).
+    pub checksum_as_v2: bool,
     pub unicast_peers: Vec<IpAddr>,
     pub garp: Garp,
     pub track_interfaces: Vec<Track>,
@@ -183,6 +185,15 @@ pub(super) fn instances(
                 errors.at(pass.span(), "auth_pass is 1 to 8 characters");
             }
         }
+        if let Some(flag) = &v.checksum_as_v2
+            && (version != VrrpVersion::V3
+                || virtual_addresses.iter().any(|(a, _)| a.is_ipv6()))
+        {
+            errors.at(
+                flag.span(),
+                "checksum_as_v2 applies to VRRPv3 over IPv4 only: remove it",
+            );
+        }
         let mut unicast_peers = Vec::new();
         for p in &v.unicast_peers {
             if let Some(ip) = errors.ip(p, "unicast peer") {
@@ -239,6 +250,7 @@ pub(super) fn instances(
             virtual_addresses,
             label: v.label.map(|l| l.into_inner()),
             auth_pass: v.auth_pass.map(|p| p.into_inner()),
+            checksum_as_v2: v.checksum_as_v2.is_some_and(|f| *f.get_ref()),
             unicast_peers,
             garp,
             track_interfaces,
