@@ -27,11 +27,11 @@ use crate::{
         sync::{BackendState, Sync, SyncError},
     },
     health::{Checks, Health, HealthChange},
-    vrrp::routers::{Routers, RoutersError},
     net::{
         forwarding::{self, ForwardingError},
         neighbours::{NeighbourError, Neighbours},
     },
+    vrrp::routers::{Routers, RoutersError},
 };
 use halb_common::stats::{TrafficCounters, VerdictCounters};
 
@@ -94,7 +94,7 @@ pub async fn run(
             s.name
         )));
     }
-    let control = ControlSocket::bind(&config.admin.control_socket)?;
+    let mut control = ControlSocket::bind(&config.admin.control_socket)?;
 
     let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
     let log_task = tokio::spawn(datapath.log_pump()?.run());
@@ -169,8 +169,7 @@ pub async fn run(
                     tracing::error!(%message, "reload refused; the running config stays");
                 }
             }
-            pending = control.next() => {
-                let Ok(pending) = pending else { continue };
+            Some(pending) = control.next() => {
                 let request = pending.request.clone();
                 let (response, stop) = match request {
                     Ok(request) => agent.handle(request).await,

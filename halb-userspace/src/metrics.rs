@@ -209,10 +209,7 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
             .flat_map(|v| {
                 v.rejected.iter().map(move |(reason, n)| {
                     (
-                        format!(
-                            "instance=\"{}\",reason=\"{reason}\"",
-                            escape(&v.name)
-                        ),
+                        format!("instance=\"{}\",reason=\"{reason}\"", escape(&v.name)),
                         n.to_string(),
                     )
                 })

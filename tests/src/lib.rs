@@ -7,6 +7,8 @@
 //! then points at the step that failed, and unwinding still runs every Drop.
 
 pub mod agent;
+pub mod ha;
+pub mod keepalived;
 pub mod netns;
 pub mod process;
 pub mod scenario;

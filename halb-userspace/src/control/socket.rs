@@ -9,6 +9,8 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
+    sync::mpsc,
+    task::JoinHandle,
 };
 
 use super::protocol::{Request, Response};
@@ -26,10 +28,18 @@ pub enum ControlError {
 }
 
 /// A bound control socket; the file is removed on drop.
+///
+/// Connections are accepted and read by a task of their own, so waiting
+/// for [`ControlSocket::next`] in a `select!` loses nothing when another
+/// branch wins (reading in the select would drop a half-read client).
 pub struct ControlSocket {
-    listener: UnixListener,
+    requests: mpsc::Receiver<Pending>,
+    acceptor: JoinHandle<()>,
     path: PathBuf,
 }
+
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A request received, and where its answer goes.
 pub struct Pending {
@@ -65,32 +75,53 @@ impl ControlSocket {
         let listener = UnixListener::bind(path).map_err(bind_error)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(bind_error)?;
+        let (tx, requests) = mpsc::channel(16);
         Ok(Self {
-            listener,
+            requests,
+            acceptor: tokio::spawn(accept(listener, tx)),
             path: path.to_owned(),
         })
     }
 
-    /// Waits for the next request.
-    pub async fn next(&self) -> io::Result<Pending> {
-        loop {
-            let (stream, _) = self.listener.accept().await?;
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            if reader.read_line(&mut line).await? == 0 {
+    /// Waits for the next request (cancel-safe).
+    pub async fn next(&mut self) -> Option<Pending> {
+        self.requests.recv().await
+    }
+}
+
+/// Accepts clients and reads one request line from each.
+async fn accept(listener: UnixListener, requests: mpsc::Sender<Pending>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
             let request = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"));
-            return Ok(Pending {
-                request,
-                stream: reader.into_inner(),
-            });
-        }
+            let _ = requests
+                .send(Pending {
+                    request,
+                    stream: reader.into_inner(),
+                })
+                .await;
+        });
     }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
+        self.acceptor.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }

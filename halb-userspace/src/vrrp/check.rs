@@ -196,7 +196,8 @@ mod tests {
         let e = expect();
         assert!(e.check(&received(&advert(), 255)).is_ok());
         assert_eq!(e.check(&received(&advert(), 254)), Err(Reject::Ttl));
-        let cases: [(fn(&mut Advert), Reject); 4] = [
+        type Change = fn(&mut Advert);
+        let cases: [(Change, Reject); 4] = [
             (|a| a.vrid = 52, Reject::Vrid),
             (|a| a.password = Some(*b"wrong\0\0\0"), Reject::Auth),
             (|a| a.interval = Duration::from_secs(2), Reject::Interval),
@@ -212,6 +213,9 @@ mod tests {
         }
         let mut wrong_peer = expect();
         wrong_peer.unicast_peers = vec!["198.18.0.9".parse().unwrap()];
-        assert_eq!(wrong_peer.check(&received(&advert(), 255)), Err(Reject::Peer));
+        assert_eq!(
+            wrong_peer.check(&received(&advert(), 255)),
+            Err(Reject::Peer)
+        );
     }
 }

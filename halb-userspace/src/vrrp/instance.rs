@@ -285,7 +285,11 @@ impl Runner {
         match standing {
             Standing::Fault(reason) => {
                 if self.fault.is_none() {
-                    tracing::warn!(instance = self.config.name, reason, "VRRP instance in fault");
+                    tracing::warn!(
+                        instance = self.config.name,
+                        reason,
+                        "VRRP instance in fault"
+                    );
                     self.event(Event::Shutdown).await;
                     self.fault = Some(reason);
                     self.report();

@@ -112,12 +112,42 @@ impl VrrpSocket {
             }
         };
         if v6 {
-            set(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, 255, "IPV6_MULTICAST_HOPS")?;
-            set(libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255, "IPV6_UNICAST_HOPS")?;
-            set(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP")?;
-            set(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, ifindex as i32, "IPV6_MULTICAST_IF")?;
-            set(libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1, "IPV6_RECVHOPLIMIT")?;
-            set(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_HOPS,
+                255,
+                "IPV6_MULTICAST_HOPS",
+            )?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                255,
+                "IPV6_UNICAST_HOPS",
+            )?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_LOOP,
+                0,
+                "IPV6_MULTICAST_LOOP",
+            )?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_IF,
+                ifindex as i32,
+                "IPV6_MULTICAST_IF",
+            )?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_RECVHOPLIMIT,
+                1,
+                "IPV6_RECVHOPLIMIT",
+            )?;
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_RECVPKTINFO,
+                1,
+                "IPV6_RECVPKTINFO",
+            )?;
             let group = libc::ipv6_mreq {
                 ipv6mr_multiaddr: libc::in6_addr {
                     s6_addr: GROUP_V6.octets(),
@@ -129,7 +159,12 @@ impl VrrpSocket {
             }
         } else {
             set(libc::IPPROTO_IP, libc::IP_HDRINCL, 1, "IP_HDRINCL")?;
-            set(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP")?;
+            set(
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_LOOP,
+                0,
+                "IP_MULTICAST_LOOP",
+            )?;
             let group = libc::ip_mreqn {
                 imr_multiaddr: libc::in_addr {
                     s_addr: u32::from(GROUP_V4).to_be(),
@@ -263,7 +298,8 @@ impl VrrpSocket {
         header.msg_iovlen = 1;
         header.msg_control = control.0.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE is a pure computation.
-        header.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as usize;
+        header.msg_controllen =
+            unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as usize;
         // SAFETY: the control buffer holds one in6_pktinfo message.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&header);

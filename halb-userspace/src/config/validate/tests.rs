@@ -212,6 +212,12 @@ const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
         "VRRPv3 has no authentication",
     ),
     (
+        "checksum_as_v2 with VRRPv2",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nversion = 2\nvirtual_addresses = [\"198.18.0.100/32\"]\nchecksum_as_v2 = true\n",
+        (10, 18),
+        "VRRPv3 over IPv4 only",
+    ),
+    (
         "HTTP rule to an unknown pool",
         "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"static\"\npath_beg = [\"/static\"]\n",
         (15, 8),

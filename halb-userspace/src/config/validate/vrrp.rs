@@ -186,8 +186,7 @@ pub(super) fn instances(
             }
         }
         if let Some(flag) = &v.checksum_as_v2
-            && (version != VrrpVersion::V3
-                || virtual_addresses.iter().any(|(a, _)| a.is_ipv6()))
+            && (version != VrrpVersion::V3 || virtual_addresses.iter().any(|(a, _)| a.is_ipv6()))
         {
             errors.at(
                 flag.span(),

@@ -1,0 +1,134 @@
+//! Two halb nodes: election, failover on `kill -9`, preemption on and
+//! off, and a clean stop handing over at once (priority 0).
+
+use std::{net::SocketAddr, time::Duration};
+
+use halb_tests::{
+    ha::{HaPair, VIP, VIP6},
+    traffic::{Source, http_requests},
+};
+
+use super::{master_down_interval, state, vrrp_v4, vrrp_v6, wait_state};
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+fn pair_config(priority: u8, preempt: bool) -> String {
+    let extra = format!("preempt = {preempt}");
+    vrrp_v4("VI_4", 51, priority, "100ms", &extra) + &vrrp_v6("VI_6", 52, priority, "100ms", &extra)
+}
+
+fn web() -> HaPair {
+    HaPair::build(Some(env!("CARGO_BIN_EXE_halb-web").as_ref()))
+}
+
+fn vip() -> SocketAddr {
+    format!("{VIP}:80").parse().unwrap()
+}
+
+fn vip6() -> SocketAddr {
+    format!("[{VIP6}]:80").parse().unwrap()
+}
+
+#[test]
+fn the_backup_takes_over_a_killed_master_and_the_master_preempts_back() {
+    let pair = web();
+    let lb1 = pair.start_halb(0, &pair_config(150, true));
+    let lb2 = pair.start_halb(1, &pair_config(100, true));
+    wait_state(&lb1, "VI_4", "master", Duration::from_secs(5));
+    wait_state(&lb2, "VI_4", "backup", Duration::from_secs(5));
+    wait_state(&lb1, "VI_6", "master", Duration::from_secs(5));
+    assert_eq!(pair.holders(), [true, false]);
+    assert!(pair.holds(0, VIP6) && !pair.holds(1, VIP6));
+    let before = http_requests(&pair.client.ns, vip(), 20, 2, Source::Ephemeral);
+    assert_eq!(before.failed, 0, "{:?}", before.errors);
+    assert_eq!(pair.client_vip_mac(), Some(pair.nodes[0].mac()));
+
+    let mut lb1 = lb1;
+    lb1.crash();
+    let took = pair.wait_until("lb2 announces the VIP", Duration::from_secs(5), |p| {
+        p.client_vip_mac() == Some(p.nodes[1].mac())
+    });
+    let bound = master_down_interval(INTERVAL, 100) + Duration::from_millis(500);
+    println!(
+        "failover after kill -9: lb2 owns the VIP and the client has its MAC after {took:?} \
+         (Master_Down_Interval {:?}, bound {bound:?})",
+        master_down_interval(INTERVAL, 100)
+    );
+    assert!(took <= bound, "failover took {took:?}, more than {bound:?}");
+    assert_eq!(state(&lb2, "VI_4"), "master");
+    assert!(pair.holds(1, VIP));
+    wait_state(&lb2, "VI_6", "master", Duration::from_secs(2));
+    assert!(pair.holds(1, VIP6));
+
+    let after = http_requests(&pair.client.ns, vip(), 50, 5, Source::Ephemeral);
+    assert_eq!(after.failed, 0, "{:?}", after.errors);
+    let after6 = http_requests(&pair.client.ns, vip6(), 20, 2, Source::Ephemeral);
+    assert_eq!(after6.failed, 0, "{:?}", after6.errors);
+    let status: serde_json::Value =
+        serde_json::from_str(&lb2.ctl(&["status", "--json"])).expect("status");
+    let served = status["services"][0]["traffic"]["new_flows"]
+        .as_u64()
+        .unwrap();
+    assert!(served >= 50, "lb2 scheduled {served} flows: {status}");
+
+    // lb1 comes back: it clears the address it crashed with, starts as
+    // backup, and preempts lb2's lower priority.
+    let mut lb1 = lb1.restart(&pair.nodes[0].ns);
+    lb1.wait_attached();
+    let back = pair.wait_until("lb1 preempts", Duration::from_secs(10), |p| {
+        p.holders() == [true, false] && p.client_vip_mac() == Some(p.nodes[0].mac())
+    });
+    println!("lb1 took the VIP back {back:?} after restarting");
+    wait_state(&lb1, "VI_4", "master", Duration::from_secs(2));
+    wait_state(&lb2, "VI_4", "backup", Duration::from_secs(2));
+    let again = http_requests(&pair.client.ns, vip(), 20, 2, Source::Ephemeral);
+    assert_eq!(again.failed, 0, "{:?}", again.errors);
+}
+
+#[test]
+fn without_preemption_the_restarted_node_stays_backup() {
+    let pair = web();
+    let mut lb1 = pair.start_halb(0, &pair_config(150, false));
+    wait_state(&lb1, "VI_4", "master", Duration::from_secs(5));
+    let lb2 = pair.start_halb(1, &pair_config(100, false));
+    wait_state(&lb2, "VI_4", "backup", Duration::from_secs(5));
+    lb1.crash();
+    // A killed halb leaves its address behind (as a killed keepalived
+    // does): what counts is lb2 holding it and the LAN believing lb2.
+    pair.wait_until("lb2 takes over", Duration::from_secs(5), |p| {
+        p.holds(1, VIP) && p.client_vip_mac() == Some(p.nodes[1].mac())
+    });
+    let mut lb1 = lb1.restart(&pair.nodes[0].ns);
+    lb1.wait_attached();
+    wait_state(&lb1, "VI_4", "backup", Duration::from_secs(10));
+    // Ten master-down intervals: lb1 never takes the VIP back.
+    for _ in 0..40 {
+        assert_eq!(pair.holders(), [false, true]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state(&lb1, "VI_4"), "backup");
+    assert_eq!(state(&lb2, "VI_4"), "master");
+}
+
+#[test]
+fn a_stopping_master_hands_over_without_waiting_for_the_timeout() {
+    let pair = web();
+    // One-second adverts: Master_Down_Interval 3.6 s, Skew_Time 0.6 s.
+    let mut lb1 = pair.start_halb(0, &vrrp_v4("VI_4", 51, 150, "1s", ""));
+    wait_state(&lb1, "VI_4", "master", Duration::from_secs(5));
+    let lb2 = pair.start_halb(1, &vrrp_v4("VI_4", 51, 100, "1s", ""));
+    wait_state(&lb2, "VI_4", "backup", Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    lb1.process.stop(Duration::from_secs(5));
+    pair.wait_until("lb2 takes over", Duration::from_secs(5), |p| {
+        p.holders() == [false, true]
+    });
+    let took = started.elapsed();
+    println!("after SIGTERM to the master, lb2 held the VIP within {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}: the priority-0 advert was not heeded (Master_Down_Interval is 3.6 s)"
+    );
+    let stopped = lb1.process.lines().snapshot().join("\n");
+    assert!(stopped.contains("VRRP instance stopped"), "{stopped}");
+}
