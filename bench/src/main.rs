@@ -1,6 +1,7 @@
 //! `halb-bench`: measurements printed next to references taken in the same
 //! run, never asserted. `cargo xtask bench datapath` builds and runs it.
 
+mod failover;
 mod packet_cost;
 mod throughput;
 
@@ -19,7 +20,7 @@ use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: halb-bench datapath --halb PATH --web PATH [--seconds N]";
+    let usage = "usage: halb-bench datapath|failover --halb PATH --web PATH [--seconds N]";
     let Some(verb) = args.first() else {
         bail!(usage)
     };
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             packet_cost::run();
             throughput::run(&halb, &web, seconds)
         }
+        "failover" => failover::run(&halb),
         other => bail!("unknown benchmark {other:?}; {usage}"),
     }
 }

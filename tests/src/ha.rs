@@ -43,6 +43,12 @@ impl HaPair {
         client
             .ns
             .exec("sysctl", &["-qw", "net.ipv4.conf.eth0.arp_accept=1"]);
+        // And at once: the default locktime ignores an update within 1 s
+        // of the last one, which would hide the new master's first burst
+        // behind the old master's latest announcement.
+        client
+            .ns
+            .exec("sysctl", &["-qw", "net.ipv4.neigh.eth0.locktime=0"]);
         let nodes = [0, 1].map(|i| {
             lan.attach(
                 NetNs::new(&format!("lb{}", i + 1)),
@@ -125,16 +131,16 @@ impl HaPair {
     /// Starts halb on node `i` with `vrrp` (one or more `[[vrrp]]` tables)
     /// and waits until its datapath is attached.
     pub fn start_halb(&self, i: usize, vrrp: &str) -> Agent {
+        self.start_halb_bin(&crate::agent::halb_bin(), i, vrrp)
+    }
+
+    /// [`HaPair::start_halb`] with the `halb` binary at `halb`.
+    pub fn start_halb_bin(&self, halb: &Path, i: usize, vrrp: &str) -> Agent {
         let name = unique_name(&format!("lb{}", i + 1));
         let pin_dir = Path::new(BPFFS).join(&name);
-        let mut agent = Agent::start_named(
-            &self.nodes[i].ns,
-            &name,
-            &crate::agent::halb_bin(),
-            pin_dir,
-            false,
-            |pin| self.halb_config(i, pin, vrrp),
-        );
+        let mut agent = Agent::start_named(&self.nodes[i].ns, &name, halb, pin_dir, false, |pin| {
+            self.halb_config(i, pin, vrrp)
+        });
         agent.wait_attached();
         agent
     }

@@ -6,10 +6,16 @@ use anyhow::{Result, bail};
 use crate::{build, cmd, privilege, signals, toolchain};
 
 /// The benchmarks there are, with what each measures.
-pub const BENCHMARKS: &[(&str, &str)] = &[(
-    "datapath",
-    "ns/packet through BPF_PROG_TEST_RUN next to a trivial XDP_TX program; requests/s through halb in each mode next to kernel forwarding and haproxy",
-)];
+pub const BENCHMARKS: &[(&str, &str)] = &[
+    (
+        "datapath",
+        "ns/packet through BPF_PROG_TEST_RUN next to a trivial XDP_TX program; requests/s through halb in each mode next to kernel forwarding and haproxy",
+    ),
+    (
+        "failover",
+        "time from kill -9 of the VRRP master to the client's ARP entry moving, 20 trials, halb pair next to a keepalived pair with the same timers",
+    ),
+];
 
 pub fn run(name: &str, seconds: u32) -> Result<()> {
     if !BENCHMARKS.iter().any(|(n, _)| *n == name) {

@@ -13,7 +13,7 @@ pub struct Binaries {
 }
 
 /// Which cargo profile to build with.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     /// The lab and the tests.
     Debug,
@@ -36,9 +36,6 @@ pub fn binaries(profile: Profile, also: &[&str]) -> Result<Binaries> {
         "--bin",
         "halb-web",
     ]);
-    for package in also {
-        command.args(["--package", package]);
-    }
     let folder = match profile {
         Profile::Debug => "debug",
         Profile::Release => {
@@ -47,6 +44,18 @@ pub fn binaries(profile: Profile, also: &[&str]) -> Result<Binaries> {
         }
     };
     cmd::run(&mut command)?;
+    // A second build: `--bin` above would filter these packages' targets too.
+    if !also.is_empty() {
+        let mut rest = Command::new("cargo");
+        rest.arg("build");
+        for package in also {
+            rest.args(["--package", package]);
+        }
+        if profile == Profile::Release {
+            rest.arg("--release");
+        }
+        cmd::run(&mut rest)?;
+    }
     let dir = target_dir()?.join(folder);
     Ok(Binaries {
         halb: dir.join("halb"),

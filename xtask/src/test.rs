@@ -9,6 +9,7 @@ use crate::{build, cmd, privilege, toolchain};
 pub fn run(test_args: &[String]) -> Result<()> {
     let started = Instant::now();
     toolchain::ensure()?;
+    peers_installed()?;
     lint()?;
     let bins = build::binaries(build::Profile::Debug, &[])?;
 
@@ -38,6 +39,37 @@ pub fn run(test_args: &[String]) -> Result<()> {
         "xtask: all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The programs the tests run as real peers and tools, with the Debian
+/// package each comes in (`.ci/run` installs them all).
+const PEERS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("bpftool", "bpftool"),
+    ("ethtool", "ethtool"),
+    ("keepalived", "keepalived"),
+    ("haproxy", "haproxy"),
+    ("nft", "nftables"),
+];
+
+/// Fails at once, naming the packages, when a peer program is missing.
+fn peers_installed() -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .collect();
+    let missing: Vec<&str> = PEERS
+        .iter()
+        .filter(|(program, _)| !dirs.iter().any(|d| d.join(program).exists()))
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the tests need programs from these Debian packages: apt-get install {}",
+            missing.join(" ")
+        );
+    }
     Ok(())
 }
 
