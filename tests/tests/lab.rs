@@ -1,16 +1,23 @@
-//! `cargo xtask run`'s lab: it comes up, what its guide says to type works,
-//! and SIGINT (Ctrl-C) tears down every namespace, pin and process.
+//! `cargo xtask run`'s lab: it comes up with lb1 VRRP master, what its
+//! guide says to type works, failover to lb2 included, and SIGINT (Ctrl-C)
+//! tears down every namespace, pin and process.
 //!
 //! The lab uses fixed names (halb-lab-*), so this test fails if a lab is
 //! already running on the machine.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use halb_tests::{
     agent::{BPFFS, halb_bin},
     netns::run_checked,
     process::ChildGuard,
 };
+
+const VIP: &str = "198.18.0.100";
 
 fn lab_namespaces() -> Vec<String> {
     let out = run_checked(Command::new("ip").args(["netns", "list"]));
@@ -37,6 +44,94 @@ fn in_client(args: &[&str]) -> String {
             .args(args),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip -n halb-lab-ROLE -br ARGS dev eth0`, split in words.
+fn brief(role: &str, args: &[&str]) -> Vec<String> {
+    let out = run_checked(
+        Command::new("ip")
+            .args(["-n", &format!("halb-lab-{role}"), "-br"])
+            .args(args)
+            .args(["dev", "eth0"]),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn holds_vip(role: &str) -> bool {
+    brief(role, &["addr", "show"])
+        .iter()
+        .any(|a| a.split('/').next() == Some(VIP))
+}
+
+fn mac(role: &str) -> String {
+    brief(role, &["link", "show"])
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| panic!("no MAC for {role}'s eth0"))
+}
+
+/// The MAC the client has for the VIP, if any.
+fn client_vip_mac() -> Option<String> {
+    let out = run_checked(Command::new("ip").args([
+        "-n",
+        "halb-lab-client",
+        "neigh",
+        "show",
+        "to",
+        VIP,
+        "dev",
+        "eth0",
+    ]));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = shown.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
+/// The lab agent's control socket (the agent harness puts it there).
+fn control_socket(role: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("halb-lab-{role}.sock"))
+}
+
+/// The state of the lab's VRRP instance on `role`, from `halb status --json`.
+fn vrrp_state(role: &str) -> String {
+    let out = run_checked(
+        Command::new(halb_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(control_socket(role)),
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("halb status --json");
+    status["vrrp"]
+        .as_array()
+        .and_then(|all| all.iter().find(|v| v["name"] == "VI_1"))
+        .and_then(|v| v["state"].as_str())
+        .unwrap_or_else(|| panic!("no VRRP instance VI_1 on {role}: {status}"))
+        .to_owned()
+}
+
+/// Polls `done` every 50 ms; panics with `what` after `timeout`.
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// New connections to the VIP from the client, `n` of them; every one must
+/// be answered. Returns the set of backends that did.
+fn ask_vip(n: usize) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .map(|_| in_client(&["curl", "-sS", "--max-time", "5", &format!("http://{VIP}/")]))
+        .collect()
 }
 
 #[test]
@@ -77,15 +172,17 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
     }
     let body = in_client(&["curl", "-sS", "--max-time", "5", "http://[2001:db8::12]/"]);
     assert_eq!(body, "web2\n");
+    // lb1 won the VRRP election before the guide was printed: it holds
+    // the VIP, lb2 stands by, the client learnt lb1's MAC.
+    assert_eq!(vrrp_state("lb1"), "master");
+    assert_eq!(vrrp_state("lb2"), "backup");
+    assert!(holds_vip("lb1"), "lb1 does not hold the VIP");
+    assert!(!holds_vip("lb2"), "lb2 holds the VIP too");
+    let all_three: std::collections::BTreeSet<String> =
+        ["web1\n", "web2\n", "web3\n"].map(String::from).into();
     // The VIP, through lb1's datapath, on new connections: all three answer.
-    let answered: std::collections::BTreeSet<String> = (0..30)
-        .map(|_| in_client(&["curl", "-sS", "--max-time", "5", "http://198.18.0.100/"]))
-        .collect();
-    assert_eq!(
-        answered,
-        ["web1\n", "web2\n", "web3\n"].map(String::from).into(),
-        "the VIP's answers"
-    );
+    assert_eq!(ask_vip(30), all_three, "the VIP's answers");
+    assert_eq!(client_vip_mac(), Some(mac("lb1")), "the client's VIP MAC");
     in_client(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
     let lb1_pins = Path::new(BPFFS).join("halb-lab-lb1");
     let counters = run_checked(
@@ -113,6 +210,33 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
     assert!(
         pids.len() >= 5,
         "expected halb x2 and halb-web x3, got {pids:?}"
+    );
+
+    // The guide's failover: halb on lb1 stops (priority 0, VIP dropped);
+    // lb2 takes the VIP and the client, told by gratuitous ARP, keeps
+    // getting answers. The lab stays up.
+    run_checked(
+        Command::new(halb_bin())
+            .arg("stop")
+            .arg("--socket")
+            .arg(control_socket("lb1")),
+    );
+    let lb2_mac = mac("lb2");
+    let took = wait_until(
+        "the client reaches the VIP at lb2",
+        Duration::from_secs(5),
+        || holds_vip("lb2") && !holds_vip("lb1") && client_vip_mac().as_ref() == Some(&lb2_mac),
+    );
+    println!("after `halb stop` on lb1, lb2 holds the VIP and the client has its MAC in {took:?}");
+    assert_eq!(vrrp_state("lb2"), "master");
+    assert_eq!(ask_vip(12), all_three, "the VIP's answers from lb2");
+    lab.lines()
+        .wait_for("halb on lb1 exited", Duration::from_secs(2))
+        .expect("the lab noticed lb1's halb exit");
+    assert!(
+        lab.try_exit_status().is_none(),
+        "the lab went down with lb1:\n{}",
+        lab.lines().snapshot().join("\n")
     );
 
     lab.signal(libc::SIGINT);

@@ -1,16 +1,19 @@
 //! The embedded lab: a client, two balancer nodes running halb and three
-//! web backends on one LAN, up until Ctrl-C, then torn down completely.
+//! web backends on one LAN, up until Ctrl-C, then torn down completely. The
+//! balancers elect the VIP's holder by VRRP; the client learns it from
+//! gratuitous ARP, as a router would.
 //!
 //! ```text
 //!  client .10    lb1 .2 (halb)   lb2 .3 (halb)   web1 .11  web2 .12  web3 .13
 //!     |              |               |              |         |         |
 //!  ---+--------------+---------------+--------------+---------+---------+---
 //!                  br0 in halb-lab-sw: 198.18.0.0/24, 2001:db8::/64
+//!        VIP 198.18.0.100 on the VRRP master: lb1 (150), else lb2 (100)
 //! ```
 
 use std::{
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Result, bail};
@@ -18,7 +21,7 @@ use halb_tests::{
     agent::{Agent, BPFFS},
     netns::NetNs,
     process::ChildGuard,
-    topo::{HOST_IF, Lan},
+    topo::{HOST_IF, Host, Lan},
 };
 
 use crate::{build::Binaries, signals};
@@ -68,6 +71,14 @@ const WEBS: [Node; 3] = [
 ];
 /// The virtual service: full NAT to web1-3, port 80.
 const VIP: &str = "198.18.0.100";
+/// The VRRP instance both balancers run for the VIP.
+const VRRP_NAME: &str = "VI_1";
+const VRID: u8 = 51;
+/// VRRP priorities of lb1 and lb2: lb1 wins the election.
+const PRIORITIES: [u8; 2] = [150, 100];
+/// How long lb1 gets to win it. With adverts every second a backup waits
+/// Master_Down_Interval, 3.4 s at priority 150, before it takes the VIP.
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(bins: &Binaries) -> Result<()> {
     if let Some(stale) = lab_namespaces().first() {
@@ -87,6 +98,11 @@ pub fn run(bins: &Binaries) -> Result<()> {
         )
     };
     let client = attach(&CLIENT);
+    // Learn (and relearn, on failover) the VIP from gratuitous ARP.
+    client.ns.exec(
+        "sysctl",
+        &["-qw", &format!("net.ipv4.conf.{HOST_IF}.arp_accept=1")],
+    );
     let balancers: Vec<_> = BALANCERS.iter().map(&mut attach).collect();
     let webs: Vec<_> = WEBS.iter().map(&mut attach).collect();
 
@@ -100,17 +116,13 @@ pub fn run(bins: &Binaries) -> Result<()> {
         ]);
         web_processes.push(ChildGuard::spawn(node.role, command, false));
     }
-    // Until VRRP lands, the VIP is put on lb1 by hand; lb2 runs the same
-    // service, ready, without it (a backup that never takes over yet).
-    balancers[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
+    // Both balancers run the same service; VRRP puts the VIP on one of them.
     let mut agents = Vec::new();
-    for (node, host) in BALANCERS.iter().zip(&balancers) {
+    for ((node, host), priority) in BALANCERS.iter().zip(&balancers).zip(PRIORITIES) {
         let name = format!("{LAB}-{}", node.role);
         let pin_dir = Path::new(BPFFS).join(&name);
         let mut agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
-            lab_config(pin_dir, node.v4)
+            lab_config(pin_dir, node.v4, priority)
         });
         agent.wait_attached();
         agents.push(agent);
@@ -124,15 +136,29 @@ pub fn run(bins: &Binaries) -> Result<()> {
             bail!("{} did not start: {:?}", node.role, web.lines().snapshot());
         }
     }
+    eprintln!("lab: waiting for lb1 to win the VRRP election (about 3.5 s)");
+    wait_for_master(&balancers)?;
 
-    print_guide(bins, &client.ns, &agents);
+    if !signals::stop_requested() {
+        print_guide(bins, &client.ns, &agents);
+    }
+    // A balancer's halb stopping is part of the demo (failover): say so, and
+    // tear down only when none is left.
+    let mut running = [true; BALANCERS.len()];
     while !signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(200));
-        for (node, agent) in BALANCERS.iter().zip(agents.iter_mut()) {
-            if let Some(status) = agent.process.try_exit_status() {
-                eprintln!("lab: halb on {} exited ({status}); tearing down", node.role);
-                signals::request_stop();
+        for ((node, agent), running) in BALANCERS.iter().zip(&mut agents).zip(&mut running) {
+            if !*running {
+                continue;
             }
+            if let Some(status) = agent.process.try_exit_status() {
+                eprintln!("lab: halb on {} exited ({status})", node.role);
+                *running = false;
+            }
+        }
+        if !running.contains(&true) {
+            eprintln!("lab: no balancer is left");
+            signals::request_stop();
         }
     }
     eprintln!("lab: tearing down");
@@ -147,8 +173,9 @@ pub fn run(bins: &Binaries) -> Result<()> {
     Ok(())
 }
 
-/// halb's config on a balancer of the lab: one full-NAT service on the VIP.
-fn lab_config(pin_dir: &Path, own_address: &str) -> String {
+/// halb's config on a balancer of the lab: one full-NAT service on the VIP,
+/// and the VRRP instance that elects which balancer holds it.
+fn lab_config(pin_dir: &Path, own_address: &str, priority: u8) -> String {
     let mut config = format!(
         "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nsnat_address = \"{own_address}\"\n",
         pin_dir.display()
@@ -156,16 +183,51 @@ fn lab_config(pin_dir: &Path, own_address: &str) -> String {
     for web in &WEBS {
         config += &format!("[[service.backend]]\naddress = \"{}\"\n", web.v4);
     }
+    config += &format!(
+        "\n[[vrrp]]\nname = \"{VRRP_NAME}\"\ninterface = \"{HOST_IF}\"\nvrid = {VRID}\npriority = {priority}\n\
+         advert_interval = \"1s\"\nvirtual_addresses = [\"{VIP}/32\"]\nlabel = \"{HOST_IF}:vip\"\n"
+    );
     config
+}
+
+/// Waits until lb1, the higher priority, has won the election: it holds the
+/// VIP and lb2 does not. Returns early on Ctrl-C.
+fn wait_for_master(balancers: &[Host]) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let held: Vec<bool> = balancers.iter().map(holds_vip).collect();
+        if held == [true, false] || signals::stop_requested() {
+            return Ok(());
+        }
+        if started.elapsed() > ELECTION_TIMEOUT {
+            bail!(
+                "VRRP did not put the VIP {VIP} on lb1 alone within {ELECTION_TIMEOUT:?} \
+                 (lb1 holds it: {}, lb2 holds it: {}); the [{LAB}-lb1] and [{LAB}-lb2] log lines above say why",
+                held[0],
+                held[1]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `host` has the VIP on its eth0.
+fn holds_vip(host: &Host) -> bool {
+    host.ns
+        .ip(&["-br", "addr", "show", "dev", HOST_IF])
+        .split_whitespace()
+        .any(|a| a.split('/').next() == Some(VIP))
 }
 
 fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
     let c = client.name();
+    let halb = bins.halb.display();
     let lb1_pins = agents[0].pin_dir.display();
+    let [lb1_socket, lb2_socket] = [0, 1].map(|i| agents[i].control_socket.display());
     let try_lines = [
         (
             format!("ip netns exec {c} curl -s http://{VIP}/"),
-            "the VIP, through lb1's XDP datapath: web1, web2 or web3",
+            "the VIP, through the VRRP master lb1's XDP datapath: web1, web2 or web3",
         ),
         (
             format!(
@@ -186,24 +248,30 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "what the datapath did with each packet, and why",
         ),
         (
-            format!(
-                "{} status --socket {}",
-                bins.halb.display(),
-                agents[0].control_socket.display()
-            ),
-            "lb1's services and backends, with counters and rates",
+            format!("{halb} status --socket {lb1_socket}"),
+            "lb1's services and backends, with counters and rates; last, its VRRP instance: MASTER",
+        ),
+        (
+            format!("{halb} status --socket {lb2_socket}"),
+            "lb2: the same service, idle; its VRRP instance is BACKUP, hearing lb1's adverts",
+        ),
+        (
+            format!("ip -n {LAB}-lb1 addr show dev {HOST_IF}"),
+            "the VIP on the master's eth0, labelled eth0:vip",
+        ),
+        (
+            format!("ip -n {c} neigh show {VIP}"),
+            "the client reaches the VIP at lb1's MAC, learnt from its gratuitous ARP",
         ),
         (
             format!(
-                "{} backend drain web {}:80 --socket {}",
-                bins.halb.display(),
-                WEBS[2].v4,
-                agents[0].control_socket.display()
+                "{halb} backend drain web {}:80 --socket {lb1_socket}",
+                WEBS[2].v4
             ),
             "no new flows to web3 (enable undoes it)",
         ),
         (
-            format!("{} counters --pin-dir {lb1_pins}", bins.halb.display()),
+            format!("{halb} counters --pin-dir {lb1_pins}"),
             "counters summed over CPUs, from the pins",
         ),
         (
@@ -215,11 +283,37 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "'prog/xdp id N': attached in native mode",
         ),
     ];
+    let stop_what = format!(
+        "stop halb on lb1 (as `kill {}` would): it advertises priority 0 and drops the VIP, \
+         lb2 becomes MASTER within a second and announces the VIP by gratuitous ARP; \
+         the loop above keeps getting answers, now from lb2",
+        agents[0].process.pid()
+    );
+    let failover_lines = [
+        (
+            format!(
+                "while sleep 0.5; do ip netns exec {c} curl -s --max-time 1 http://{VIP}/; done"
+            ),
+            "in a terminal of its own: keep asking the VIP",
+        ),
+        (
+            format!("{halb} stop --socket {lb1_socket}"),
+            stop_what.as_str(),
+        ),
+        (
+            format!("{halb} status --socket {lb2_socket}"),
+            "lb2's VRRP instance is MASTER, its service counts the new flows",
+        ),
+        (
+            format!("ip -n {c} neigh show {VIP}"),
+            "the client now reaches the VIP at lb2's MAC",
+        ),
+    ];
     println!("\nhalb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64");
     println!("  {:<7} {:<16} {}", "client", c, CLIENT.v4);
-    for (node, agent) in BALANCERS.iter().zip(agents) {
+    for ((node, agent), priority) in BALANCERS.iter().zip(agents).zip(PRIORITIES) {
         println!(
-            "  {:<7} {:<16} {:<12} halb, maps pinned in {}",
+            "  {:<7} {:<16} {:<12} halb, VRRP priority {priority}, maps pinned in {}",
             node.role,
             format!("{LAB}-{}", node.role),
             node.v4,
@@ -239,10 +333,15 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
     for (command, what) in &try_lines {
         println!("  # {what}\n  {command}");
     }
+    println!("\nFailover, last (it ends halb on lb1):");
+    for (command, what) in &failover_lines {
+        println!("  # {what}\n  {command}");
+    }
     println!(
-        "\nThe VIP {VIP} sits on lb1 by hand: VRRP (moving it to lb2 when lb1 fails) is not there yet."
+        "\nlb1 and lb2 elect the holder of the VIP {VIP} by VRRP (VRID {VRID}, an advert a second): \
+         lb2 takes it over when halb on lb1 stops, or after 3.6 s without adverts if it dies."
     );
-    println!("Ctrl-C tears everything down.\n");
+    println!("The lab stays up when one balancer's halb exits; Ctrl-C tears everything down.\n");
 }
 
 /// Namespaces whose name says they belong to the lab.
