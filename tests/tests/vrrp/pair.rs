@@ -132,3 +132,42 @@ fn a_stopping_master_hands_over_without_waiting_for_the_timeout() {
     let stopped = lb1.process.lines().snapshot().join("\n");
     assert!(stopped.contains("VRRP instance stopped"), "{stopped}");
 }
+
+#[test]
+fn unicast_peers_elect_where_multicast_is_dropped() {
+    let pair = HaPair::build(None);
+    // The network drops VRRP multicast both ways; only unicast gets through.
+    for node in &pair.nodes {
+        node.ns
+            .exec("nft", &["add", "table", "inet", "halb_nomcast"]);
+        node.ns.exec(
+            "nft",
+            &["add chain inet halb_nomcast input { type filter hook input priority 0; }"],
+        );
+        node.ns.exec(
+            "nft",
+            &["add rule inet halb_nomcast input ip daddr 224.0.0.18 drop"],
+        );
+    }
+    let peers = |other: usize| {
+        format!(
+            "unicast_peers = [\"{}\"]",
+            halb_tests::ha::NODE_ADDRS[other]
+        )
+    };
+    let mut lb1 = pair.start_halb(0, &vrrp_v4("VI_1", 51, 150, "100ms", &peers(1)));
+    wait_state(&lb1, "VI_1", "master", Duration::from_secs(5));
+    let lb2 = pair.start_halb(1, &vrrp_v4("VI_1", 51, 100, "100ms", &peers(0)));
+    wait_state(&lb2, "VI_1", "backup", Duration::from_secs(5));
+    // Ten master-down intervals as backup: lb1's unicast adverts arrive.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&lb2, "VI_1"), "backup");
+    assert_eq!(pair.holders(), [true, false]);
+    let seen = super::instance(&lb2, "VI_1");
+    assert!(seen["adverts_received"].as_u64().unwrap() >= 15, "{seen}");
+    assert_eq!(seen["master"], halb_tests::ha::NODE_ADDRS[0], "{seen}");
+    lb1.crash();
+    pair.wait_until("lb2 takes over", Duration::from_secs(5), |p| {
+        p.holds(1, VIP) && p.client_vip_mac() == Some(p.nodes[1].mac())
+    });
+}
