@@ -200,6 +200,14 @@ fn spawn(
 impl Drop for Agent {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(5));
+        if std::thread::panicking() {
+            // The test failed: its agents' logs say why.
+            eprintln!(
+                "--- log of halb {} ---\n{}",
+                self.name,
+                self.process.lines().snapshot().join("\n")
+            );
+        }
         if self.handed_over {
             return;
         }

@@ -36,10 +36,10 @@ fn vips_are_added_with_their_label_and_removed() {
                 "{shown}"
             );
             assert!(shown.contains("inet6 2001:db8::100/128"), "{shown}");
-            addrs.remove("eth0", v4).await.expect("remove v4");
-            addrs.remove("eth0", v6).await.expect("remove v6");
+            addrs.remove("eth0", v4, 32).await.expect("remove v4");
+            addrs.remove("eth0", v6, 128).await.expect("remove v6");
             addrs
-                .remove("eth0", v6)
+                .remove("eth0", v6, 128)
                 .await
                 .expect("removing what is gone is fine");
             let shown = ns.ip(&["addr", "show", "dev", "eth0"]);

@@ -4,10 +4,9 @@
 
 use std::net::IpAddr;
 
-use futures_util::TryStreamExt;
 use rtnetlink::{
     Handle,
-    packet_route::address::{AddressAttribute, AddressFlags, AddressMessage},
+    packet_route::address::{AddressAttribute, AddressFlags},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,32 +79,33 @@ impl Addresses {
         })
     }
 
-    /// Removes `addr` from `interface`; absent is fine.
-    pub async fn remove(&self, interface: &str, addr: IpAddr) -> Result<(), AddrError> {
+    /// Removes `addr/prefix` from `interface`; absent is fine.
+    ///
+    /// The request names the address itself rather than deleting what a
+    /// dump found: a dump races other changes to the same interface (two
+    /// instances releasing at once) and can come back interrupted, empty.
+    pub async fn remove(&self, interface: &str, addr: IpAddr, prefix: u8) -> Result<(), AddrError> {
         let index = ifindex(interface)?;
-        let found: Vec<AddressMessage> = self
+        let message = self
             .handle
             .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(addr)
-            .execute()
-            .try_collect()
-            .await
-            .unwrap_or_default();
-        for message in found {
-            self.handle
-                .address()
-                .del(message)
-                .execute()
-                .await
-                .map_err(|source| AddrError::Remove {
-                    addr,
-                    interface: interface.to_owned(),
-                    source,
-                })?;
+            .add(index, addr, prefix)
+            .message_mut()
+            .clone();
+        match self.handle.address().del(message).execute().await {
+            Ok(()) => Ok(()),
+            // EADDRNOTAVAIL: it was not there.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code() == -libc::EADDRNOTAVAIL || e.raw_code() == -libc::ENOENT =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(AddrError::Remove {
+                addr,
+                interface: interface.to_owned(),
+                source,
+            }),
         }
-        Ok(())
     }
 }
 

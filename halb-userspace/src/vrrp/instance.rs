@@ -395,8 +395,12 @@ impl Runner {
     async fn release_addresses(&mut self) {
         self.timers.garp_repeat = None;
         self.timers.garp_refresh = None;
-        for (addr, _) in &self.config.virtual_addresses {
-            if let Err(e) = self.addresses.remove(&self.config.interface, *addr).await {
+        for (addr, prefix) in &self.config.virtual_addresses {
+            if let Err(e) = self
+                .addresses
+                .remove(&self.config.interface, *addr, *prefix)
+                .await
+            {
                 tracing::error!(instance = self.config.name, error = %e, "cannot remove virtual address");
             }
         }
