@@ -2,6 +2,7 @@
 //! run, never asserted. `cargo xtask bench datapath` builds and runs it.
 
 mod failover;
+mod l7;
 mod packet_cost;
 mod throughput;
 
@@ -20,7 +21,7 @@ use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: halb-bench datapath|failover --halb PATH --web PATH [--seconds N]";
+    let usage = "usage: halb-bench datapath|failover|l7 --halb PATH --web PATH [--seconds N]";
     let Some(verb) = args.first() else {
         bail!(usage)
     };
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             throughput::run(&halb, &web, seconds)
         }
         "failover" => failover::run(&halb),
+        "l7" => l7::run(&halb, &web, seconds),
         other => bail!("unknown benchmark {other:?}; {usage}"),
     }
 }

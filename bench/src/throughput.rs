@@ -18,20 +18,25 @@ const WRK_PROCESSES: usize = 3;
 const CONNECTIONS_EACH: usize = 16;
 
 #[derive(Clone, Copy)]
-enum Load {
+pub(crate) enum Load {
     KeepAlive,
     NewConnections,
 }
 
-struct Measured {
-    requests_per_sec: f64,
-    latency_ms: f64,
-    errors: u64,
+pub(crate) struct Measured {
+    pub requests_per_sec: f64,
+    pub latency_ms: f64,
+    pub errors: u64,
 }
 
 /// Runs `WRK_PROCESSES` wrk instances from `client` against `urls` (one
 /// each, cycling) for `seconds`; sums their rates.
-fn wrk(client: &NetNs, urls: &[String], load: Load, seconds: u32) -> anyhow::Result<Measured> {
+pub(crate) fn wrk(
+    client: &NetNs,
+    urls: &[String],
+    load: Load,
+    seconds: u32,
+) -> anyhow::Result<Measured> {
     let mut children = Vec::new();
     for i in 0..WRK_PROCESSES {
         let mut command = client.command("wrk");
@@ -105,7 +110,7 @@ fn parse_duration_ms(s: &str) -> f64 {
 }
 
 /// Waits until a request to the VIP from the client succeeds.
-fn wait_ready(scenario: &Scenario) -> anyhow::Result<()> {
+pub(crate) fn wait_ready(scenario: &Scenario) -> anyhow::Result<()> {
     let vip = scenario.vip();
     for _ in 0..50 {
         if scenario

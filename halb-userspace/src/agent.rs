@@ -31,6 +31,7 @@ use crate::{
         forwarding::{self, ForwardingError},
         neighbours::{NeighbourError, Neighbours},
     },
+    proxy::{self, Proxy, listen::ListenError},
     vrrp::routers::{Routers, RoutersError},
 };
 use halb_common::stats::{TrafficCounters, VerdictCounters};
@@ -51,8 +52,8 @@ pub enum AgentError {
     Vrrp(#[from] RoutersError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
-    #[error("{0}")]
-    NotYet(String),
+    #[error(transparent)]
+    Proxy(#[from] ListenError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -73,6 +74,7 @@ struct Agent {
     health_tx: mpsc::Sender<HealthChange>,
     rates: Rates,
     routers: Routers,
+    proxy: Proxy,
 }
 
 const INTERFACE_POLL: Duration = Duration::from_millis(200);
@@ -88,12 +90,6 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
-    if let Some(s) = config.services.iter().find(|s| s.http.is_some()) {
-        return Err(AgentError::NotYet(format!(
-            "service {:?} has [service.http]: halb's HTTP proxy is not part of this version; `halb check` accepts the config, `halb run` needs it removed",
-            s.name
-        )));
-    }
     let mut control = ControlSocket::bind(&config.admin.control_socket)?;
 
     let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
@@ -123,7 +119,10 @@ pub async fn run(
     );
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
-    let checks = Checks::start(&config.services, health_tx.clone(), |_, _| Health::Up);
+    let proxy = Proxy::start(&config.services)?;
+    let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_, _| {
+        Health::Up
+    });
     // Every backend starts up (checks report only changes), so no service
     // is down yet; the election starts once the datapath can serve.
     let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
@@ -138,6 +137,7 @@ pub async fn run(
         health_tx,
         rates: Rates::default(),
         routers,
+        proxy,
     };
     let mut sample = tokio::time::interval(Duration::from_secs(1));
     // Tracked interfaces are looked at this often (a link going down is
@@ -188,6 +188,8 @@ pub async fn run(
     // Hand the virtual addresses over first (priority 0: the backup takes
     // over after its skew time), while the datapath still serves.
     agent.routers.shutdown().await;
+    // Clients already connected finish their requests.
+    agent.proxy.shutdown().await;
     drop(agent.checks);
     log_task.abort();
     if keep_datapath {
@@ -210,6 +212,17 @@ async fn accept(
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
+}
+
+/// The services whose backends are health-checked: layer-4 services, and
+/// each layer-7 pool as `service/pool`.
+fn checked(services: &[ServiceConfig]) -> Vec<ServiceConfig> {
+    services
+        .iter()
+        .filter(|s| s.http.is_none())
+        .cloned()
+        .chain(proxy::checked_pools(services))
+        .collect()
 }
 
 fn backend_addresses(services: &[ServiceConfig]) -> Vec<std::net::IpAddr> {
@@ -255,6 +268,17 @@ impl Agent {
         backend: SocketAddr,
         admin: Admin,
     ) -> Result<(), String> {
+        if self.proxy.owns(service) {
+            if !self
+                .proxy
+                .set_drained(service, backend, admin == Admin::Drained)
+            {
+                return Err(format!("no backend {backend} in pool {service:?}"));
+            }
+            self.states.set_admin(service, backend, admin);
+            tracing::info!(pool = service, %backend, ?admin, "backend admin state");
+            return Ok(());
+        }
         let known = self.config.services.iter().any(|s| {
             s.name == service
                 && s.backends
@@ -262,7 +286,9 @@ impl Agent {
                     .any(|b| SocketAddr::new(b.address, b.port) == backend)
         });
         if !known {
-            return Err(format!("no backend {backend} in service {service:?}"));
+            return Err(format!(
+                "no backend {backend} in service {service:?} (a layer-7 pool is named SERVICE/POOL)"
+            ));
         }
         self.states.set_admin(service, backend, admin);
         tracing::info!(service, %backend, ?admin, "backend admin state");
@@ -285,7 +311,16 @@ impl Agent {
         self.sync
             .apply(&mut self.datapath.maps, &new.services)
             .map_err(|e| e.to_string())?;
-        let names: BTreeSet<String> = new.services.iter().map(|s| s.name.clone()).collect();
+        let names: BTreeSet<String> = new
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(
+                proxy::checked_pools(&new.services)
+                    .into_iter()
+                    .map(|p| p.name),
+            )
+            .collect();
         self.states.retain_services(&names);
         self.config.services = new.services;
         // Backends that stay keep their health and drain; reapply them.
@@ -309,10 +344,32 @@ impl Agent {
             .keep_resolved(backend_addresses(&self.config.services))
             .await
             .map_err(|e| e.to_string())?;
+        self.proxy
+            .reload(&self.config.services)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Pools are new objects: give them the health and drains known.
+        for pool in proxy::checked_pools(&self.config.services) {
+            for b in &pool.backends {
+                let addr = SocketAddr::new(b.address, b.port);
+                self.proxy.set_health(
+                    &pool.name,
+                    addr,
+                    self.states.health(&pool.name, addr) == Health::Up,
+                );
+                self.proxy.set_drained(
+                    &pool.name,
+                    addr,
+                    self.states.admin(&pool.name, addr) == Admin::Drained,
+                );
+            }
+        }
         let states = &self.states;
-        self.checks = Checks::start(&self.config.services, self.health_tx.clone(), |s, b| {
-            states.health(s, b)
-        });
+        self.checks = Checks::start(
+            &checked(&self.config.services),
+            self.health_tx.clone(),
+            |s, b| states.health(s, b),
+        );
         let message = format!(
             "reloaded {}: {} services, {} backends",
             self.config_path.display(),
@@ -336,6 +393,11 @@ impl Agent {
         match health {
             Health::Down => tracing::warn!(service, %backend, reason = detail, "backend down"),
             Health::Up => tracing::info!(service, %backend, "backend up"),
+        }
+        if self.proxy.owns(&service) {
+            self.proxy
+                .set_health(&service, backend, health == Health::Up);
+            return Ok(());
         }
         self.push_state(&service, backend)
     }
@@ -375,6 +437,7 @@ impl Agent {
     fn status(&self) -> Status {
         let mut status = Status {
             vrrp: self.routers.statuses(),
+            http: self.proxy.status(),
             ..Status::default()
         };
         if let Ok(v) = self.datapath.maps.verdict_counters() {

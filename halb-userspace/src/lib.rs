@@ -10,4 +10,5 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod proxy;
 pub mod vrrp;

@@ -153,6 +153,12 @@ impl Scenario {
         self.webs[i] = None;
     }
 
+    /// The process id of backend `i`'s web server, if it runs (to kill it
+    /// while other threads use the scenario).
+    pub fn web_pid(&self, i: usize) -> Option<u32> {
+        self.webs[i].as_ref().map(ChildGuard::pid)
+    }
+
     /// Starts backend `i`'s web server again.
     pub fn start_web(&mut self, i: usize) {
         self.webs[i] = Some(start_web(&self.backends[i], &self.web_bin));

@@ -233,3 +233,45 @@ impl KeepAlive {
         Ok(String::from_utf8_lossy(&body).trim().to_owned())
     }
 }
+
+/// Sends `request` as-is to `target` (from the calling thread's namespace),
+/// then reads until the server closes or `wait` passes; returns what came.
+pub fn exchange(target: SocketAddr, request: &[u8], wait: Duration) -> Result<String, String> {
+    let mut stream =
+        TcpStream::connect_timeout(&target, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(wait))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request)
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(e) if response.is_empty() => return Err(format!("receive: {e}")),
+            Err(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// `GET path` on a new connection with `headers` (each "Name: value");
+/// returns the status code and the body.
+pub fn get(target: SocketAddr, path: &str, headers: &[&str]) -> Result<(u16, String), String> {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: halb-test\r\nConnection: close\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    request += "\r\n";
+    let response = exchange(target, request.as_bytes(), Duration::from_secs(5))?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {response:?}"))?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((status, body))
+}

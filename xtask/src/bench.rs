@@ -12,6 +12,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "ns/packet through BPF_PROG_TEST_RUN next to a trivial XDP_TX program; requests/s through halb in each mode next to kernel forwarding and haproxy",
     ),
     (
+        "l7",
+        "requests/s and p99 through halb's HTTP proxy next to haproxy in http mode, same rules and topology",
+    ),
+    (
         "failover",
         "time from kill -9 of the VRRP master to the client's ARP entry moving, 20 trials, halb pair next to a keepalived pair with the same timers",
     ),

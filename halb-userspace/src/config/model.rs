@@ -73,6 +73,39 @@ pub struct Http {
     pub pools: Vec<Spanned<Pool>>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<Rule>>,
+    /// Clients in this range get no X-Forwarded-For ("127.0.0.0/8" by
+    /// default, as haproxy's `option forwardfor except 127.0.0.0/8`).
+    pub forwarded_for_except: Option<Spanned<String>>,
+    /// Keep connections to backends open between requests (default), or
+    /// close each after its response (haproxy's `option http-server-close`).
+    pub backend_keep_alive: Option<Spanned<bool>>,
+    /// Further attempts after a failed connection (default 3).
+    pub retries: Option<Spanned<u32>>,
+    /// Retry on another backend (default true: `option redispatch`).
+    pub redispatch: Option<Spanned<bool>>,
+    /// Requests forwarded at once; more wait in a queue (default 3000).
+    pub maxconn: Option<Spanned<u32>>,
+    /// Largest request head in bytes (default 16384); larger gets 431.
+    pub max_header_size: Option<Spanned<u32>>,
+    pub timeouts: Option<Spanned<Timeouts>>,
+}
+
+/// `[service.http.timeouts]`: haproxy's timeouts, with the how-to's defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// A client's whole request head (default "10s"); then 408.
+    pub http_request: Option<Spanned<String>>,
+    /// A request waiting for a free slot under maxconn (default "1m"); then 503.
+    pub queue: Option<Spanned<String>>,
+    /// Connecting to a backend (default "10s").
+    pub connect: Option<Spanned<String>>,
+    /// A client sending its request body (default "1m").
+    pub client: Option<Spanned<String>>,
+    /// A backend's response head (default "1m"); then 504.
+    pub server: Option<Spanned<String>>,
+    /// An idle client connection between requests (default "10s").
+    pub keep_alive: Option<Spanned<String>>,
 }
 
 /// `[[service.http.pool]]`.
@@ -99,6 +132,8 @@ pub struct Rule {
     pub host: Option<Spanned<Vec<String>>>,
     pub method: Option<Spanned<Vec<String>>>,
     pub header: Option<Spanned<HeaderMatch>>,
+    /// Paths compare without case (haproxy's `-i`).
+    pub ignore_case: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,38 @@ pub struct Status {
     /// VRRP instances.
     #[serde(default)]
     pub vrrp: Vec<VrrpStatus>,
+    /// Layer-7 services served by the HTTP proxy.
+    #[serde(default)]
+    pub http: Vec<HttpServiceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpServiceStatus {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Client connections open now, and requests waiting under maxconn.
+    pub connections: usize,
+    pub queued: usize,
+    pub pools: Vec<HttpPoolStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpPoolStatus {
+    pub name: String,
+    pub balance: String,
+    pub backends: Vec<HttpBackendStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpBackendStatus {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub health: String,
+    pub admin: String,
+    /// Requests in flight now.
+    pub active: usize,
+    pub responses: u64,
+    pub connect_failures: u64,
 }
 
 /// One VRRP instance as it stands.
@@ -142,6 +174,41 @@ impl Status {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         let _ = writeln!(out, "datapath: {}", reasons.join(", "));
+        for h in &self.http {
+            let _ = writeln!(
+                out,
+                "http service {} on {}   {} connections, {} queued",
+                h.name, h.listen, h.connections, h.queued
+            );
+            for p in &h.pools {
+                let _ = writeln!(
+                    out,
+                    "  pool {} ({})\n  {:<40} {:>6} {:>6} {:>8} {:>7} {:>10} {:>9}",
+                    p.name,
+                    p.balance,
+                    "backend",
+                    "weight",
+                    "health",
+                    "admin",
+                    "active",
+                    "responses",
+                    "failures"
+                );
+                for b in &p.backends {
+                    let _ = writeln!(
+                        out,
+                        "  {:<40} {:>6} {:>6} {:>8} {:>7} {:>10} {:>9}",
+                        b.address.to_string(),
+                        b.weight,
+                        b.health,
+                        b.admin,
+                        b.active,
+                        b.responses,
+                        b.connect_failures
+                    );
+                }
+            }
+        }
         for v in &self.vrrp {
             let ago = v.last_transition_at.map(|at| {
                 let now = std::time::SystemTime::now()

@@ -13,8 +13,8 @@ use halb_common::{
     backend::{BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UNUSED, BACKEND_UP, Backend},
     maps::{MAP_BACKENDS, MAP_RINGS, MAP_SERVICES, MAP_VIPS, MAX_BACKENDS, MAX_SERVICES},
     service::{
-        MODE_DSR, MODE_NAT, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_RESET_WHEN_DOWN,
-        SERVICE_F_SOURCE_AFFINITY, Service, ServiceKey, Vip, VipKey,
+        MODE_DSR, MODE_NAT, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_LAYER7,
+        SERVICE_F_RESET_WHEN_DOWN, SERVICE_F_SOURCE_AFFINITY, Service, ServiceKey, Vip, VipKey,
     },
 };
 
@@ -391,6 +391,11 @@ fn service_flags(config: &ServiceConfig) -> u8 {
     }
     if config.when_all_down == AllDown::Reset {
         flags |= SERVICE_F_RESET_WHEN_DOWN;
+    }
+    if config.http.is_some() {
+        // The XDP program passes its packets to the kernel, where the
+        // HTTP proxy listens.
+        flags |= SERVICE_F_LAYER7;
     }
     flags
 }

@@ -1,6 +1,9 @@
 //! A small HTTP/1.1 server for tests and the lab: every request gets
 //! `200 OK` with the server's name as the body, so a client can tell which
 //! backend answered. Keep-alive is honoured, as load generators expect.
+//! `GET /echo-headers` answers with the name and then the request's
+//! headers, one per line, as they arrived (to see what a proxy added);
+//! `GET /delay/MS` answers after MS milliseconds.
 //!
 //! Usage: halb-web NAME ADDR:PORT [ADDR:PORT ...]
 
@@ -97,6 +100,31 @@ async fn connection(mut stream: TcpStream, body: &str) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        let delay = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|path| path.strip_prefix("/delay/"))
+            .and_then(|ms| ms.parse::<u64>().ok());
+        if let Some(ms) = delay {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        let echo = head
+            .lines()
+            .next()
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("/echo-headers"));
+        let body: std::borrow::Cow<'_, str> = if echo {
+            let raw = String::from_utf8_lossy(&buf[..head_end]);
+            let headers: String = raw
+                .lines()
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{l}\n"))
+                .collect();
+            format!("{body}{headers}").into()
+        } else {
+            body.into()
+        };
         buf.drain(..head_end + body_len);
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: {}\r\n\r\n{body}",

@@ -1,12 +1,14 @@
 //! `[service.http]`: pools and haproxy-like rules, parsed and checked for
 //! the HTTP proxy (the layer-7 issue serves them).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use toml::Spanned;
 
 use super::{
-    BackendConfig, Errors, model,
+    BackendConfig, Errors,
+    check::parse_duration_at,
+    model,
     service::{BackendContext, backends},
 };
 
@@ -17,6 +19,43 @@ pub struct HttpConfig {
     /// The pool when no rule matches.
     pub default_pool: String,
     pub pools: Vec<PoolConfig>,
+    pub settings: HttpSettings,
+}
+
+/// How the proxy behaves, with haproxy's (and its how-to's) defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Clients in this network get no X-Forwarded-For; none: all get it.
+    pub forwarded_for_except: Option<(IpAddr, u8)>,
+    pub backend_keep_alive: bool,
+    pub retries: u32,
+    pub redispatch: bool,
+    pub maxconn: u32,
+    pub max_header_size: u32,
+    pub timeouts: HttpTimeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    pub http_request: Duration,
+    pub queue: Duration,
+    pub connect: Duration,
+    pub client: Duration,
+    pub server: Duration,
+    pub keep_alive: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            http_request: Duration::from_secs(10),
+            queue: Duration::from_secs(60),
+            connect: Duration::from_secs(10),
+            client: Duration::from_secs(60),
+            server: Duration::from_secs(60),
+            keep_alive: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +63,8 @@ pub struct HttpRule {
     /// All must hold.
     pub conditions: Vec<Condition>,
     pub pool: String,
+    /// Path conditions compare without case.
+    pub ignore_case: bool,
 }
 
 /// One condition of a rule; a list matches when any of its items does.
@@ -181,12 +222,87 @@ pub(super) fn http(
                 "this rule has no condition, so it would take every request: give it one (path_beg, path_end, path_regex, host, method, header), or use default_pool",
             );
         }
-        rules.push(HttpRule { conditions, pool });
+        rules.push(HttpRule {
+            conditions,
+            pool,
+            ignore_case: r.ignore_case.as_ref().is_some_and(|i| *i.get_ref()),
+        });
     }
     HttpConfig {
         rules,
         default_pool,
         pools,
+        settings: settings(raw_ref, errors),
+    }
+}
+
+fn settings(raw: &model::Http, errors: &mut Errors<'_, '_>) -> HttpSettings {
+    let forwarded_for_except = match &raw.forwarded_for_except {
+        None => Some((IpAddr::from([127, 0, 0, 0]), 8)),
+        Some(s) if s.get_ref().is_empty() => None,
+        Some(s) => {
+            let parsed = s.get_ref().split_once('/').and_then(|(a, p)| {
+                let ip: IpAddr = a.parse().ok()?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                Some((ip, p.parse::<u8>().ok().filter(|p| *p <= max)?))
+            });
+            if parsed.is_none() {
+                errors.at(
+                    s.span(),
+                    format!(
+                        "{:?} is not a network: write it like \"127.0.0.0/8\", or \"\" to add X-Forwarded-For for every client",
+                        s.get_ref()
+                    ),
+                );
+            }
+            parsed
+        }
+    };
+    let positive =
+        |v: &Option<Spanned<u32>>, name: &str, default: u32, errors: &mut Errors<'_, '_>| match v {
+            Some(n) if *n.get_ref() == 0 && name != "retries" => {
+                errors.at(n.span(), format!("{name} must be at least 1"));
+                default
+            }
+            Some(n) => *n.get_ref(),
+            None => default,
+        };
+    let mut timeouts = HttpTimeouts::default();
+    if let Some(t) = &raw.timeouts {
+        let t = t.get_ref();
+        for (value, name, slot) in [
+            (&t.http_request, "http_request", &mut timeouts.http_request),
+            (&t.queue, "queue", &mut timeouts.queue),
+            (&t.connect, "connect", &mut timeouts.connect),
+            (&t.client, "client", &mut timeouts.client),
+            (&t.server, "server", &mut timeouts.server),
+            (&t.keep_alive, "keep_alive", &mut timeouts.keep_alive),
+        ] {
+            if let Some(v) = value
+                && let Some(d) = parse_duration_at(v, name, errors)
+            {
+                if d.is_zero() {
+                    errors.at(v.span(), format!("timeout {name} must be longer than 0"));
+                } else {
+                    *slot = d;
+                }
+            }
+        }
+    }
+    let max_header_size = positive(&raw.max_header_size, "max_header_size", 16 * 1024, errors);
+    if let Some(v) = &raw.max_header_size
+        && *v.get_ref() < 1024
+    {
+        errors.at(v.span(), "max_header_size is at least 1024 bytes");
+    }
+    HttpSettings {
+        forwarded_for_except,
+        backend_keep_alive: raw.backend_keep_alive.as_ref().is_none_or(|b| *b.get_ref()),
+        retries: positive(&raw.retries, "retries", 3, errors),
+        redispatch: raw.redispatch.as_ref().is_none_or(|b| *b.get_ref()),
+        maxconn: positive(&raw.maxconn, "maxconn", 3000, errors),
+        max_header_size: max_header_size.max(1024),
+        timeouts,
     }
 }
 

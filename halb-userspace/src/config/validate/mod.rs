@@ -21,7 +21,7 @@ mod tests;
 mod vrrp;
 
 pub use check::parse_duration;
-pub use http::{Balance, Condition, HttpConfig, HttpRule, PoolConfig};
+pub use http::{Balance, Condition, HttpConfig, HttpRule, HttpSettings, HttpTimeouts, PoolConfig};
 use service::services;
 pub use vrrp::{Garp, Track, VrrpConfig, VrrpVersion};
 

@@ -218,6 +218,18 @@ const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
         "VRRPv3 over IPv4 only",
     ),
     (
+        "forwarded_for_except without a prefix",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\nforwarded_for_except = \"10.0.0.0\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n",
+        (10, 24),
+        "is not a network",
+    ),
+    (
+        "HTTP maxconn of 0",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\nmaxconn = 0\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n",
+        (10, 11),
+        "maxconn must be at least 1",
+    ),
+    (
         "HTTP rule to an unknown pool",
         "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"static\"\npath_beg = [\"/static\"]\n",
         (15, 8),

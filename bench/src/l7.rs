@@ -1,0 +1,150 @@
+//! The layer-7 path: requests/s and p99 latency (wrk, keep-alive and one
+//! connection per request) through halb's HTTP proxy, and in the same run
+//! on the same topology through haproxy in http mode with the same rules
+//! (the how-to's url_static: static paths to web1, the rest to web2 and
+//! web3 by leastconn), retries, redispatch, forwardfor and timeouts.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context as _;
+use halb_tests::{
+    agent::{Agent, BPFFS},
+    netns::unique_name,
+    process::ChildGuard,
+    scenario::{Mode, Scenario, VIP},
+    topo::HOST_IF,
+};
+
+use crate::throughput::{Load, Measured, wait_ready, wrk};
+
+fn halb_config(pin_dir: &Path) -> String {
+    format!(
+        r#"[datapath]
+interfaces = ["{HOST_IF}"]
+pin_dir = "{}"
+
+[[service]]
+name = "www"
+vip = "{VIP}"
+port = 80
+keep_client_address = true
+
+[service.check]
+type = "tcp"
+interval = "2s"
+
+[service.http]
+default_pool = "app"
+
+[[service.http.rule]]
+pool = "static"
+path_beg = ["/static", "/images"]
+ignore_case = true
+
+[[service.http.rule]]
+pool = "static"
+path_end = [".jpg", ".gif", ".png", ".css", ".js"]
+ignore_case = true
+
+[[service.http.pool]]
+name = "static"
+[[service.http.pool.backend]]
+address = "198.18.0.11"
+
+[[service.http.pool]]
+name = "app"
+balance = "leastconn"
+[[service.http.pool.backend]]
+address = "198.18.0.12"
+[[service.http.pool.backend]]
+address = "198.18.0.13"
+"#,
+        pin_dir.display()
+    )
+}
+
+fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
+    let config = format!(
+        "global\n  maxconn 8000\n\
+         defaults\n  mode http\n  option forwardfor except 127.0.0.0/8\n  retries 3\n  option redispatch\n  \
+         timeout http-request 10s\n  timeout queue 1m\n  timeout connect 10s\n  timeout client 1m\n  \
+         timeout server 1m\n  timeout http-keep-alive 10s\n  timeout check 10s\n  maxconn 3000\n\
+         frontend main\n  bind {VIP}:80\n  \
+         acl url_static path_beg -i /static /images\n  acl url_static path_end -i .jpg .gif .png .css .js\n  \
+         use_backend static if url_static\n  default_backend app\n\
+         backend static\n  balance roundrobin\n  server web1 198.18.0.11:80 check inter 2s\n\
+         backend app\n  balance leastconn\n  server web2 198.18.0.12:80 check inter 2s\n  server web3 198.18.0.13:80 check inter 2s\n"
+    );
+    let path = std::env::temp_dir().join(format!("halb-bench-l7-{}.cfg", std::process::id()));
+    std::fs::write(&path, config)?;
+    let mut command = scenario.lb.command("haproxy");
+    command.arg("-db").arg("-f").arg(&path);
+    let child = ChildGuard::spawn("haproxy", command, false);
+    let ready = wait_ready(scenario)
+        .with_context(|| format!("haproxy: {}", child.lines().snapshot().join("\n")));
+    let _ = std::fs::remove_file(&path);
+    ready?;
+    Ok(child)
+}
+
+pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
+    // Two app requests for each static one.
+    let urls = vec![
+        format!("http://{VIP}/cart"),
+        format!("http://{VIP}/static/site.css"),
+        format!("http://{VIP}/"),
+    ];
+    let mut rows: Vec<(&str, Measured, Measured)> = Vec::new();
+    {
+        let scenario = Scenario::build(Mode::Nat, false, web);
+        let _haproxy = haproxy(&scenario)?;
+        eprintln!("bench: haproxy http ...");
+        let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
+        let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
+        rows.push(("haproxy 2.x, http mode", ka, nc));
+    }
+    {
+        let scenario = Scenario::build(Mode::Nat, false, web);
+        let name = unique_name("bench-l7");
+        let mut agent = Agent::start_named(
+            &scenario.lb,
+            &name,
+            halb,
+            Path::new(BPFFS).join(&name),
+            false,
+            halb_config,
+        );
+        agent.wait_for_log("HTTP proxy listening", Duration::from_secs(20));
+        wait_ready(&scenario)?;
+        eprintln!("bench: halb HTTP proxy ...");
+        let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
+        let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
+        rows.push(("halb HTTP proxy", ka, nc));
+    }
+    println!(
+        "\nl7: url_static rules, requests/s and p99 latency with wrk ({seconds} s each), same machine, same run"
+    );
+    println!(
+        "  {:<26} {:>12} {:>9} {:>12} {:>9} {:>7}",
+        "proxy", "keep-alive", "p99 ms", "new conns", "p99 ms", "errors"
+    );
+    for (name, ka, nc) in &rows {
+        println!(
+            "  {name:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7}",
+            ka.requests_per_sec,
+            ka.latency_ms,
+            nc.requests_per_sec,
+            nc.latency_ms,
+            ka.errors + nc.errors
+        );
+    }
+    let (h, p) = (&rows[1], &rows[0]);
+    println!(
+        "  halb / haproxy: requests/s {:.2} (keep-alive) {:.2} (new conns); p99 {:.2} / {:.2}",
+        h.1.requests_per_sec / p.1.requests_per_sec,
+        h.2.requests_per_sec / p.2.requests_per_sec,
+        h.1.latency_ms / p.1.latency_ms,
+        h.2.latency_ms / p.2.latency_ms,
+    );
+    Ok(())
+}

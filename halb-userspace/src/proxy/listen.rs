@@ -1,0 +1,322 @@
+//! A layer-7 service's listener and its client connections.
+//!
+//! The socket is bound with IP_FREEBIND, so a BACKUP node listens on the
+//! VIP before VRRP gives it the address (no `net.ipv4.ip_nonlocal_bind`).
+//! Each connection is served by hyper (HTTP/1.1, keep-alive), which answers
+//! a malformed request with 400 and a head over `max_header_size` with 431;
+//! a client that does not send its request within `timeouts.http_request`
+//! gets 408 here, since hyper only closes. Every such refusal is logged.
+
+use std::{
+    future::Future as _,
+    io::Write as _,
+    net::SocketAddr,
+    os::fd::AsFd,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
+};
+
+use http::StatusCode;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
+
+use super::{
+    forward::{self, Connection, Service},
+    log::Record,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A listening service; [`Listener::stop`] drains it.
+pub struct Listener {
+    pub addr: SocketAddr,
+    service: watch::Sender<Arc<Service>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    pub fn start(addr: SocketAddr, service: Arc<Service>) -> Result<Self, ListenError> {
+        let listener = bind(addr).map_err(|source| ListenError { addr, source })?;
+        let (service_tx, service_rx) = watch::channel(service);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept(listener, service_rx, stop_rx));
+        Ok(Self {
+            addr,
+            service: service_tx,
+            stop: stop_tx,
+            task,
+        })
+    }
+
+    /// New connections get `service` (reloaded rules and pools); open ones
+    /// finish with what they started with.
+    pub fn replace(&self, service: Arc<Service>) {
+        self.service.send_replace(service);
+    }
+
+    pub fn service(&self) -> Arc<Service> {
+        self.service.borrow().clone()
+    }
+
+    /// Stops accepting and lets open connections finish their current
+    /// request; returns once all are closed or `limit` has passed.
+    pub async fn stop(self, limit: std::time::Duration) {
+        let service = self.service();
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let deadline = Instant::now() + limit;
+        while service.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    } else {
+        socket.set_freebind_v4(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept(
+    listener: TcpListener,
+    service: watch::Receiver<Arc<Service>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    let service = service.borrow().clone();
+                    tokio::spawn(serve(stream, client, service, stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    client: SocketAddr,
+    service: Arc<Service>,
+    mut stop: watch::Receiver<bool>,
+) {
+    service.connections.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to answer 408 after hyper gave up.
+    let raw = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let connection = Arc::new(Connection {
+        client,
+        accepted: Instant::now(),
+        requests: AtomicU64::new(0),
+        bytes_read: bytes_read.clone(),
+        idle_mark: AtomicU64::new(0),
+    });
+    let settings = &service.settings;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.timeouts.http_request)
+        .max_buf_size((settings.max_header_size as usize).max(8192))
+        .keep_alive(true);
+    let handler = {
+        let service = service.clone();
+        let connection = connection.clone();
+        service_fn(move |request| forward::handle(service.clone(), connection.clone(), request))
+    };
+    let io = TokioIo::new(Counted {
+        inner: stream,
+        connection: connection.clone(),
+        keep_alive: settings.timeouts.keep_alive,
+        idle: None,
+    });
+    let served = builder.serve_connection(io, handler);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        _ = stop.changed() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        refused(&service, &connection, &e, raw.ok());
+    }
+    service.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Logs (and for a timeout, answers) a request hyper could not take.
+fn refused(
+    service: &Service,
+    connection: &Connection,
+    error: &hyper::Error,
+    raw: Option<std::net::TcpStream>,
+) {
+    let half_sent = connection.bytes_read.load(Ordering::Relaxed)
+        > connection.idle_mark.load(Ordering::Relaxed);
+    let first = connection.requests.load(Ordering::Relaxed) == 0;
+    let (status, termination) = if error.is_timeout() {
+        // An idle kept-alive connection just closes; a request that never
+        // came, or came in part, gets 408 (haproxy's `timeout http-request`).
+        if !first && !half_sent {
+            return;
+        }
+        if let Some(mut raw) = raw {
+            let status = StatusCode::REQUEST_TIMEOUT;
+            let body = format!(
+                "<html><body><h1>408 Request Time-out</h1>\n{}\n</body></html>\n",
+                forward::error_text(status)
+            );
+            let _ = raw.write_all(
+                format!(
+                    "HTTP/1.1 408 Request Time-out\r\ncontent-length: {}\r\ncache-control: no-cache\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        (408, "cR--")
+    } else if error.is_parse_too_large() {
+        (431, "PR--")
+    } else if error.is_parse() {
+        (400, "PR--")
+    } else {
+        tracing::debug!(service = service.name, client = %connection.client, error = %error, "client connection ended");
+        return;
+    };
+    Record {
+        client: connection.client,
+        at: SystemTime::now(),
+        started: Instant::now(),
+        frontend: service.name.clone(),
+        backend: format!("{}/<NOSRV>", service.name),
+        t_request: None,
+        t_queue: None,
+        t_connect: None,
+        t_response: None,
+        status,
+        bytes: 0,
+        termination,
+        frontend_conns: service.connections.load(Ordering::Relaxed),
+        backend_active: 0,
+        server_active: 0,
+        retries: 0,
+        queue_waiting: 0,
+        request_line: "<BADREQ>".to_owned(),
+    }
+    .emit();
+}
+
+/// A client stream that counts the bytes read from it, and ends an idle
+/// kept-alive connection after `keep_alive` (hyper's own timer is the
+/// request-head one).
+struct Counted {
+    inner: TcpStream,
+    connection: Arc<Connection>,
+    keep_alive: std::time::Duration,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    /// Between requests: one was answered and nothing new has come.
+    fn between_requests(&self) -> bool {
+        let c = &self.connection;
+        c.requests.load(Ordering::Relaxed) > 0
+            && c.bytes_read.load(Ordering::Relaxed) == c.idle_mark.load(Ordering::Relaxed)
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.connection
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if polled.is_ready() || !self.between_requests() {
+            self.idle = None;
+            return polled;
+        }
+        let keep_alive = self.keep_alive;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(keep_alive)));
+        if idle.as_mut().poll(cx).is_ready() {
+            // End of stream: hyper closes an idle connection quietly.
+            self.idle = None;
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

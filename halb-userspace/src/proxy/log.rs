@@ -1,0 +1,120 @@
+//! One access-log line per request, with haproxy's `option httplog`
+//! fields, written when the response body is done (so the byte count and
+//! total time are true):
+//!
+//! ```text
+//! client:port [accept date] frontend backend/server TR/Tw/Tc/Tr/Ta status bytes - - term fc/bc/sc/rc sq/bq "request line"
+//! 198.18.0.10:41234 [30/Nov/2026:05:22:16.123] web static/198.18.0.11:80 0/0/1/2/3 200 6 - - ---- 1/1/1/0 0/0 "GET /static/a.css HTTP/1.1"
+//! ```
+//!
+//! Times are milliseconds, -1 for a step never reached; the termination
+//! state is haproxy's two letters (who ended it: C client, S server, s
+//! server timeout, c client timeout; in which phase: R request, Q queue,
+//! C connect, H headers) padded with `--`.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+pub struct Record {
+    pub client: SocketAddr,
+    pub at: SystemTime,
+    pub started: Instant,
+    pub frontend: String,
+    /// "pool/server", or "pool/<NOSRV>" when no server was reached.
+    pub backend: String,
+    /// Time to receive the request head (first request of a connection
+    /// only: later ones are not timed from their first byte).
+    pub t_request: Option<Duration>,
+    pub t_queue: Option<Duration>,
+    pub t_connect: Option<Duration>,
+    pub t_response: Option<Duration>,
+    pub status: u16,
+    pub bytes: u64,
+    pub termination: &'static str,
+    /// Connections open on the frontend, requests on the backend pool and
+    /// on the server, and retries for this request.
+    pub frontend_conns: usize,
+    pub backend_active: usize,
+    pub server_active: usize,
+    pub retries: u32,
+    pub queue_waiting: usize,
+    pub request_line: String,
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-1".to_owned(), |d| d.as_millis().to_string())
+}
+
+impl Record {
+    pub fn line(&self) -> String {
+        format!(
+            "{} [{}] {} {} {}/{}/{}/{}/{} {} {} - - {} {}/{}/{}/{} {}/0 \"{}\"",
+            self.client,
+            date(self.at),
+            self.frontend,
+            self.backend,
+            ms(self.t_request),
+            ms(self.t_queue),
+            ms(self.t_connect),
+            ms(self.t_response),
+            self.started.elapsed().as_millis(),
+            self.status,
+            self.bytes,
+            self.termination,
+            self.frontend_conns,
+            self.backend_active,
+            self.server_active,
+            self.retries,
+            self.queue_waiting,
+            self.request_line.escape_debug(),
+        )
+    }
+
+    /// Writes the line to the log (target `halb::access`).
+    pub fn emit(&self) {
+        tracing::info!(target: "halb::access", "{}", self.line());
+    }
+}
+
+/// haproxy's accept date: `30/Nov/2026:05:22:16.123`, UTC.
+fn date(at: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_haproxys() {
+        // 2009-02-06 12:14:14.655 UTC, haproxy's documentation example.
+        let at = UNIX_EPOCH + Duration::from_millis(1_233_922_454_655);
+        assert_eq!(date(at), "06/Feb/2009:12:14:14.655");
+        assert_eq!(date(UNIX_EPOCH), "01/Jan/1970:00:00:00.000");
+    }
+}

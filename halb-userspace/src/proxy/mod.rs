@@ -1,0 +1,191 @@
+//! The layer-7 fallback path: services with `[service.http]` are passed
+//! to the kernel by the XDP program and served here by an HTTP reverse
+//! proxy (tokio + hyper) with haproxy's behaviour: rules choosing pools,
+//! roundrobin or leastconn, X-Forwarded-For, retries with redispatch,
+//! timeouts, maxconn with a queue, httplog lines, and draining on reload
+//! and shutdown.
+//!
+//! Pool backends are health-checked by the agent's usual checks, under the
+//! name `service/pool`.
+
+pub mod forward;
+pub mod listen;
+pub mod log;
+pub mod pool;
+pub mod route;
+pub mod upstream;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use crate::{
+    config::validate::{Balance, ServiceConfig},
+    control::status::{HttpBackendStatus, HttpPoolStatus, HttpServiceStatus},
+};
+use forward::Service;
+use listen::{ListenError, Listener};
+use pool::Pool;
+
+/// How long open connections get to finish on reload and shutdown.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct Proxy {
+    listeners: Vec<Listener>,
+}
+
+/// The name health checks and drains use for a pool.
+pub fn pool_key(service: &str, pool: &str) -> String {
+    format!("{service}/{pool}")
+}
+
+/// Pools as services of their own, for the health checks.
+pub fn checked_pools(services: &[ServiceConfig]) -> Vec<ServiceConfig> {
+    services
+        .iter()
+        .filter_map(|s| s.http.as_ref().map(|h| (s, h)))
+        .flat_map(|(s, h)| {
+            h.pools.iter().map(move |p| ServiceConfig {
+                name: pool_key(&s.name, &p.name),
+                backends: p.backends.clone(),
+                http: None,
+                ..s.clone()
+            })
+        })
+        .collect()
+}
+
+impl Proxy {
+    /// Listens for every layer-7 service in `services`.
+    pub fn start(services: &[ServiceConfig]) -> Result<Self, ListenError> {
+        let mut proxy = Self::default();
+        for config in services {
+            if let Some(service) = Service::new(config) {
+                let addr = SocketAddr::new(config.vip, config.port);
+                proxy
+                    .listeners
+                    .push(Listener::start(addr, Arc::new(service))?);
+                tracing::info!(service = config.name, %addr, "HTTP proxy listening");
+            }
+        }
+        Ok(proxy)
+    }
+
+    /// Applies a reloaded config: new services listen, removed ones drain,
+    /// the others take the new rules and pools for new connections.
+    pub async fn reload(&mut self, services: &[ServiceConfig]) -> Result<(), ListenError> {
+        let mut kept = Vec::new();
+        let mut gone = Vec::new();
+        for listener in self.listeners.drain(..) {
+            let name = listener.service().name.clone();
+            let config = services.iter().find(|s| s.name == name && s.http.is_some());
+            match config {
+                Some(c) if SocketAddr::new(c.vip, c.port) == listener.addr => {
+                    if let Some(service) = Service::new(c) {
+                        listener.replace(Arc::new(service));
+                    }
+                    kept.push(listener);
+                }
+                _ => gone.push(listener),
+            }
+        }
+        for listener in gone {
+            tracing::info!(addr = %listener.addr, "HTTP proxy draining a removed service");
+            listener.stop(DRAIN_LIMIT).await;
+        }
+        self.listeners = kept;
+        for config in services {
+            let listening = self
+                .listeners
+                .iter()
+                .any(|l| l.service().name == config.name);
+            if !listening && let Some(service) = Service::new(config) {
+                let addr = SocketAddr::new(config.vip, config.port);
+                self.listeners
+                    .push(Listener::start(addr, Arc::new(service))?);
+                tracing::info!(service = config.name, %addr, "HTTP proxy listening");
+            }
+        }
+        Ok(())
+    }
+
+    fn pool(&self, key: &str) -> Option<Arc<Pool>> {
+        let (service, pool) = key.split_once('/')?;
+        self.listeners
+            .iter()
+            .map(Listener::service)
+            .find(|s| s.name == service)?
+            .pools
+            .iter()
+            .find(|p| p.name == pool)
+            .cloned()
+    }
+
+    /// Whether `key` names one of the proxy's pools.
+    pub fn owns(&self, key: &str) -> bool {
+        self.pool(key).is_some()
+    }
+
+    pub fn set_health(&self, key: &str, backend: SocketAddr, up: bool) -> bool {
+        self.pool(key).is_some_and(|p| p.set_up(backend, up))
+    }
+
+    pub fn set_drained(&self, key: &str, backend: SocketAddr, drained: bool) -> bool {
+        self.pool(key)
+            .is_some_and(|p| p.set_drained(backend, drained))
+    }
+
+    /// Stops accepting everywhere and lets open requests finish.
+    pub async fn shutdown(self) {
+        futures_util::future::join_all(self.listeners.into_iter().map(|l| l.stop(DRAIN_LIMIT)))
+            .await;
+    }
+
+    pub fn status(&self) -> Vec<HttpServiceStatus> {
+        self.listeners
+            .iter()
+            .map(|l| {
+                let s = l.service();
+                HttpServiceStatus {
+                    name: s.name.clone(),
+                    listen: l.addr,
+                    connections: s.connections.load(Ordering::Relaxed),
+                    queued: s.waiting.load(Ordering::Relaxed),
+                    pools: s
+                        .pools
+                        .iter()
+                        .map(|p| HttpPoolStatus {
+                            name: p.name.clone(),
+                            balance: match p.balance() {
+                                Balance::RoundRobin => "roundrobin",
+                                Balance::LeastConn => "leastconn",
+                            }
+                            .to_owned(),
+                            backends: p
+                                .backends
+                                .iter()
+                                .map(|b| HttpBackendStatus {
+                                    address: b.addr,
+                                    weight: b.weight,
+                                    health: if Pool::is_up(b) { "up" } else { "down" }.to_owned(),
+                                    admin: if Pool::is_drained(b) {
+                                        "drained"
+                                    } else {
+                                        "enabled"
+                                    }
+                                    .to_owned(),
+                                    active: b.active.load(Ordering::Relaxed),
+                                    responses: b.served.load(Ordering::Relaxed),
+                                    connect_failures: b.failed.load(Ordering::Relaxed),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}

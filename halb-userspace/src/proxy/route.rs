@@ -1,0 +1,226 @@
+//! The rules of a layer-7 service, compiled: the first rule whose
+//! conditions all hold picks its pool (a list condition holds when any item
+//! does), else the default pool; like haproxy's `use_backend ... if ACL`.
+
+use http::{HeaderName, Method, Request};
+use regex::Regex;
+
+use crate::config::validate::{Condition, HttpConfig};
+
+enum Matcher {
+    PathBegins(Vec<String>),
+    PathEnds(Vec<String>),
+    PathRegex(Regex),
+    /// Compared without case and without a port.
+    Host(Vec<String>),
+    Method(Vec<Method>),
+    Header {
+        name: HeaderName,
+        contains: Option<String>,
+    },
+}
+
+struct Rule {
+    matchers: Vec<Matcher>,
+    ignore_case: bool,
+}
+
+pub struct Routes {
+    rules: Vec<(Rule, usize)>,
+    default: usize,
+}
+
+impl Routes {
+    /// Compiles `config`'s rules; pools are named by their index in
+    /// `config.pools`. Validation already checked names and regexes.
+    pub fn new(config: &HttpConfig) -> Self {
+        let index = |name: &str| {
+            config
+                .pools
+                .iter()
+                .position(|p| p.name == name)
+                .unwrap_or(0)
+        };
+        let rules = config
+            .rules
+            .iter()
+            .map(|rule| {
+                let fold = |v: &[String]| -> Vec<String> {
+                    v.iter()
+                        .map(|p| {
+                            if rule.ignore_case {
+                                p.to_ascii_lowercase()
+                            } else {
+                                p.clone()
+                            }
+                        })
+                        .collect()
+                };
+                let matchers = rule
+                    .conditions
+                    .iter()
+                    .filter_map(|c| {
+                        Some(match c {
+                            Condition::PathBegins(v) => Matcher::PathBegins(fold(v)),
+                            Condition::PathEnds(v) => Matcher::PathEnds(fold(v)),
+                            Condition::PathRegex(r) if rule.ignore_case => {
+                                Matcher::PathRegex(Regex::new(&format!("(?i){r}")).ok()?)
+                            }
+                            Condition::PathRegex(r) => Matcher::PathRegex(Regex::new(r).ok()?),
+                            Condition::Host(v) => {
+                                Matcher::Host(v.iter().map(|h| h.to_ascii_lowercase()).collect())
+                            }
+                            Condition::Method(v) => Matcher::Method(
+                                v.iter()
+                                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                                    .collect(),
+                            ),
+                            Condition::Header { name, contains } => Matcher::Header {
+                                name: HeaderName::from_bytes(name.as_bytes()).ok()?,
+                                contains: contains.clone(),
+                            },
+                        })
+                    })
+                    .collect();
+                (
+                    Rule {
+                        matchers,
+                        ignore_case: rule.ignore_case,
+                    },
+                    index(&rule.pool),
+                )
+            })
+            .collect();
+        Self {
+            rules,
+            default: index(&config.default_pool),
+        }
+    }
+
+    /// The pool (index) for `request`.
+    pub fn pick<B>(&self, request: &Request<B>) -> usize {
+        self.rules
+            .iter()
+            .find(|(rule, _)| {
+                let path = request.uri().path();
+                let path = if rule.ignore_case {
+                    std::borrow::Cow::Owned(path.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(path)
+                };
+                rule.matchers.iter().all(|m| m.holds(request, &path))
+            })
+            .map_or(self.default, |(_, pool)| *pool)
+    }
+}
+
+impl Matcher {
+    fn holds<B>(&self, request: &Request<B>, path: &str) -> bool {
+        match self {
+            Matcher::PathBegins(v) => v.iter().any(|p| path.starts_with(p.as_str())),
+            Matcher::PathEnds(v) => v.iter().any(|p| path.ends_with(p.as_str())),
+            Matcher::PathRegex(r) => r.is_match(path),
+            Matcher::Host(v) => {
+                let host = request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| request.uri().host())
+                    .unwrap_or("");
+                let host = strip_port(host).to_ascii_lowercase();
+                v.contains(&host)
+            }
+            Matcher::Method(v) => v.contains(request.method()),
+            Matcher::Header { name, contains } => {
+                request
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .any(|value| match contains {
+                        None => true,
+                        Some(text) => value
+                            .to_str()
+                            .is_ok_and(|value| value.contains(text.as_str())),
+                    })
+            }
+        }
+    }
+}
+
+/// "example.com:8080" -> "example.com"; "[2001:db8::1]:80" -> "[2001:db8::1]".
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && !host[..i].contains(':') || host[..i].ends_with(']') =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> Routes {
+        let config = crate::config::from_str(
+            r#"
+[datapath]
+interfaces = ["eth0"]
+[[service]]
+name = "www"
+vip = "198.18.0.100"
+port = 80
+keep_client_address = true
+[service.http]
+default_pool = "app"
+[[service.http.pool]]
+name = "app"
+[[service.http.pool.backend]]
+address = "198.18.0.11"
+[[service.http.pool]]
+name = "static"
+[[service.http.pool.backend]]
+address = "198.18.0.12"
+[[service.http.rule]]
+pool = "static"
+path_beg = ["/static", "/images", "/img", "/css"]
+[[service.http.rule]]
+pool = "static"
+path_end = [".gif", ".png", ".jpg", ".css", ".js"]
+ignore_case = true
+[[service.http.rule]]
+pool = "static"
+host = ["static.example.com"]
+method = ["GET", "HEAD"]
+"#,
+        )
+        .expect("valid");
+        Routes::new(config.services[0].http.as_ref().unwrap())
+    }
+
+    fn request(method: &str, uri: &str, host: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn url_static_sends_static_paths_and_extensions_to_the_static_pool() {
+        let r = routes();
+        assert_eq!(r.pick(&request("GET", "/static/a.txt", "x")), 1);
+        assert_eq!(r.pick(&request("GET", "/app/logo.png?v=2", "x")), 1);
+        assert_eq!(r.pick(&request("GET", "/app/page", "x")), 0);
+        // path_end has ignore_case; path_beg has not.
+        assert_eq!(r.pick(&request("GET", "/app/LOGO.PNG", "x")), 1);
+        assert_eq!(r.pick(&request("GET", "/STATIC/a.txt", "x")), 0);
+        assert_eq!(r.pick(&request("GET", "/", "Static.Example.com:80")), 1);
+        assert_eq!(r.pick(&request("POST", "/", "static.example.com")), 0);
+        assert_eq!(strip_port("[2001:db8::1]:80"), "[2001:db8::1]");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+    }
+}

@@ -1,0 +1,310 @@
+//! The layer-7 path for real: halb's HTTP proxy on the VIP in front of
+//! three halb-web backends, with the how-to's url_static rules (web1 is
+//! the static pool, web2 and web3 the app pool).
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use halb_tests::{
+    agent::{Agent, BPFFS},
+    netns::unique_name,
+    scenario::{Mode, Scenario, VIP},
+    topo::HOST_IF,
+    traffic::{Source, exchange, get, http_requests},
+};
+
+fn scenario() -> Scenario {
+    Scenario::build(Mode::Nat, false, env!("CARGO_BIN_EXE_halb-web").as_ref())
+}
+
+/// The url_static service; `extra` goes into `[service.http]`.
+fn config(pin_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"[datapath]
+interfaces = ["{HOST_IF}"]
+pin_dir = "{}"
+
+[[service]]
+name = "www"
+vip = "{VIP}"
+port = 80
+keep_client_address = true
+
+[service.check]
+type = "tcp"
+interval = "200ms"
+timeout = "200ms"
+fall = 2
+rise = 2
+
+[service.http]
+default_pool = "app"
+{extra}
+
+[service.http.timeouts]
+http_request = "1s"
+
+[[service.http.rule]]
+pool = "static"
+path_beg = ["/static", "/images"]
+
+[[service.http.rule]]
+pool = "static"
+path_end = [".jpg", ".gif", ".png", ".css", ".js"]
+ignore_case = true
+
+[[service.http.rule]]
+pool = "nowhere"
+path_beg = ["/nowhere"]
+
+[[service.http.pool]]
+name = "static"
+
+[[service.http.pool.backend]]
+address = "198.18.0.11"
+
+[[service.http.pool]]
+name = "app"
+balance = "leastconn"
+
+[[service.http.pool.backend]]
+address = "198.18.0.12"
+
+[[service.http.pool.backend]]
+address = "198.18.0.13"
+
+[[service.http.pool]]
+name = "nowhere"
+
+[[service.http.pool.backend]]
+address = "198.18.0.13"
+port = 81
+"#,
+        pin_dir.display()
+    )
+}
+
+fn start(lab: &Scenario, extra: &str) -> Agent {
+    let name = unique_name("l7");
+    let mut agent = Agent::start_named(
+        &lab.lb,
+        &name,
+        &halb_tests::agent::halb_bin(),
+        Path::new(BPFFS).join(&name),
+        false,
+        |pin| config(pin, extra),
+    );
+    agent.wait_for_log("HTTP proxy listening", Duration::from_secs(20));
+    agent
+}
+
+fn vip() -> SocketAddr {
+    format!("{VIP}:80").parse().unwrap()
+}
+
+#[test]
+fn rules_send_static_requests_to_the_static_pool() {
+    let lab = scenario();
+    let agent = start(&lab, "");
+    let answers = lab.client.ns.run(|| {
+        [
+            "/static/site.css",
+            "/images/a",
+            "/js/app.JS",
+            "/",
+            "/cart",
+            "/cart?id=1",
+        ]
+        .map(|path| get(vip(), path, &[]).expect(path))
+    });
+    for (status, body) in &answers[..3] {
+        assert_eq!((*status, body.trim()), (200, "web1"));
+    }
+    let mut app: Vec<&str> = answers[3..].iter().map(|(_, b)| b.trim()).collect();
+    app.sort();
+    app.dedup();
+    assert!(
+        app.iter().all(|b| *b == "web2" || *b == "web3"),
+        "app requests answered by {app:?}"
+    );
+    // Over many, both app backends take a share.
+    let tally = http_requests(&lab.client.ns, vip(), 200, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(
+        tally.share("web2") > 0.2 && tally.share("web3") > 0.2,
+        "{:?}",
+        tally.by_backend
+    );
+    assert_eq!(tally.share("web1"), 0.0);
+    // One access-log line per request, haproxy's httplog fields.
+    let log = agent.process.lines().snapshot().join("\n");
+    assert!(
+        log.contains("www static/198.18.0.11:80 ")
+            && log.contains("\"GET /static/site.css HTTP/1.1\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn backends_see_the_client_in_x_forwarded_for_and_the_listener_needs_no_vip() {
+    let lab = scenario();
+    // A backup node listens before VRRP gives it the VIP (IP_FREEBIND).
+    lab.lb
+        .ip(&["addr", "del", &format!("{VIP}/32"), "dev", HOST_IF]);
+    let agent = start(&lab, "");
+    lab.lb
+        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", HOST_IF]);
+    let (status, body) = lab
+        .client
+        .ns
+        .run(|| get(vip(), "/echo-headers", &["X-Forwarded-For: 203.0.113.7"]))
+        .expect("request");
+    assert_eq!(status, 200, "{body}");
+    let xff: Vec<&str> = body
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-forwarded-for")
+                .then_some(value.trim())
+        })
+        .collect();
+    assert_eq!(xff, ["203.0.113.7", "198.18.0.10"], "{body}");
+
+    // Clients in forwarded_for_except get none: reload with the client's net.
+    std::fs::write(
+        agent.config_path(),
+        std::fs::read_to_string(agent.config_path())
+            .unwrap()
+            .replace(
+                "default_pool = \"app\"\n",
+                "default_pool = \"app\"\nforwarded_for_except = \"198.18.0.0/24\"\n",
+            ),
+    )
+    .unwrap();
+    agent.ctl(&["reload"]);
+    let (_, body) = lab
+        .client
+        .ns
+        .run(|| get(vip(), "/echo-headers", &[]))
+        .expect("request");
+    assert!(
+        !body.to_ascii_lowercase().contains("x-forwarded-for"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_backend_killed_during_load_fails_no_request() {
+    let lab = scenario();
+    let agent = start(&lab, "");
+    let web2 = lab.web_pid(1).expect("web2 runs");
+    let tally = std::thread::scope(|scope| {
+        let load = scope.spawn(|| http_requests(&lab.client.ns, vip(), 3000, 8, Source::Ephemeral));
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) on our own child; SIGKILL, as a crash.
+        unsafe { libc::kill(web2 as i32, libc::SIGKILL) };
+        load.join().expect("load")
+    });
+    println!(
+        "{} requests in {:?} while web2 was killed: {} failed; {:?}",
+        tally.ok + tally.failed,
+        tally.elapsed,
+        tally.failed,
+        tally.by_backend
+    );
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(tally.by_backend.get("web2").copied().unwrap_or(0) > 0);
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.ctl(&["status", "--json"])).unwrap();
+    let app = &status["http"][0]["pools"][1];
+    assert_eq!(app["name"], "app");
+    assert_eq!(app["backends"][0]["health"], "down", "{app}");
+    let log = agent.process.lines().snapshot().join("\n");
+    assert!(log.contains("backend down"), "{log}");
+}
+
+#[test]
+fn bad_requests_get_their_status_codes() {
+    let lab = scenario();
+    let agent = start(&lab, "");
+    let wait = Duration::from_secs(3);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (malformed, too_large, slow, nowhere) = lab.client.ns.run(|| {
+        let malformed = exchange(vip(), b"NOT HTTP AT ALL\r\n\r\n", wait).unwrap();
+        let too_large = exchange(vip(), big.as_bytes(), wait).unwrap();
+        let started = std::time::Instant::now();
+        let slow = exchange(vip(), b"GET / HTTP/1.1\r\nHost: x\r\n", wait).unwrap();
+        let slow_after = started.elapsed();
+        let nowhere = get(vip(), "/nowhere", &[]).unwrap();
+        (malformed, too_large, (slow, slow_after), nowhere)
+    });
+    assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed:?}");
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
+    assert!(slow.0.starts_with("HTTP/1.1 408"), "{:?}", slow.0);
+    assert!(
+        slow.1 >= Duration::from_secs(1) && slow.1 < Duration::from_millis(2500),
+        "408 after {:?}, http_request timeout is 1 s",
+        slow.1
+    );
+    assert_eq!(nowhere.0, 503, "{nowhere:?}");
+    assert!(nowhere.1.contains("No server is available"), "{nowhere:?}");
+    let log = agent.process.lines().snapshot().join("\n");
+    for needle in [
+        " 400 0 - - PR-- ",
+        " 431 0 - - PR-- ",
+        " 408 0 - - cR-- ",
+        " 503 ",
+    ] {
+        assert!(
+            log.contains(needle),
+            "no access-log line with {needle:?}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn an_idle_kept_alive_connection_closes_after_keep_alive() {
+    let lab = scenario();
+    let _agent = start(&lab, "");
+    // keep_alive is the default 10 s, http_request 1 s in this config:
+    // the idle wait ends at the shorter, quietly (no 408).
+    let started = std::time::Instant::now();
+    let response = lab
+        .client
+        .ns
+        .run(|| {
+            exchange(
+                vip(),
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                Duration::from_secs(5),
+            )
+        })
+        .expect("exchange");
+    let took = started.elapsed();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    assert!(!response.contains("408"), "{response:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn stopping_lets_requests_in_flight_finish() {
+    let lab = scenario();
+    let mut agent = start(&lab, "");
+    let slow = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/1500", &[])));
+        std::thread::sleep(Duration::from_millis(300));
+        agent.ctl(&["stop"]);
+        slow.join().expect("slow request")
+    });
+    let (status, body) = slow.expect("the request in flight was answered");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.trim() == "web2" || body.trim() == "web3", "{body}");
+    agent.wait_for_log("stopped", Duration::from_secs(10));
+    let refused = lab.client.ns.run(|| get(vip(), "/", &[]));
+    assert!(refused.is_err(), "{refused:?}");
+}
