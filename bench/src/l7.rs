@@ -2,7 +2,9 @@
 //! connection per request) through halb's HTTP proxy, and in the same run
 //! on the same topology through haproxy in http mode with the same rules
 //! (the how-to's url_static: static paths to web1, the rest to web2 and
-//! web3 by leastconn), retries, redispatch, forwardfor and timeouts.
+//! web3 by leastconn), retries, redispatch, forwardfor and timeouts. Both
+//! write an httplog line per request to their standard output or error,
+//! read by the bench (haproxy's how-to logs every request to syslog).
 
 use std::{path::Path, time::Duration};
 
@@ -63,10 +65,10 @@ address = "198.18.0.13"
     )
 }
 
-fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
-    let config = format!(
-        "global\n  maxconn 8000\n\
-         defaults\n  mode http\n  option forwardfor except 127.0.0.0/8\n  retries 3\n  option redispatch\n  \
+fn haproxy(scenario: &Scenario, log: bool) -> anyhow::Result<ChildGuard> {
+    let mut config = format!(
+        "global\n  maxconn 8000\n  log stdout format raw local0\n\
+         defaults\n  mode http\n  log global\n  option httplog\n  option forwardfor except 127.0.0.0/8\n  retries 3\n  option redispatch\n  \
          timeout http-request 10s\n  timeout queue 1m\n  timeout connect 10s\n  timeout client 1m\n  \
          timeout server 1m\n  timeout http-keep-alive 10s\n  timeout check 10s\n  maxconn 3000\n\
          frontend main\n  bind {VIP}:80\n  \
@@ -75,6 +77,10 @@ fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
          backend static\n  balance roundrobin\n  server web1 198.18.0.11:80 check inter 2s\n\
          backend app\n  balance leastconn\n  server web2 198.18.0.12:80 check inter 2s\n  server web3 198.18.0.13:80 check inter 2s\n"
     );
+    if !log {
+        config = config.replace("  log stdout format raw local0\n", "");
+        config = config.replace("  log global\n  option httplog\n", "");
+    }
     let path = std::env::temp_dir().join(format!("halb-bench-l7-{}.cfg", std::process::id()));
     std::fs::write(&path, config)?;
     let mut command = scenario.lb.command("haproxy");
@@ -95,13 +101,13 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
         format!("http://{VIP}/"),
     ];
     let mut rows: Vec<(&str, Measured, Measured)> = Vec::new();
-    {
+    for (log, name) in [(true, "haproxy, httplog"), (false, "haproxy, no log")] {
         let scenario = Scenario::build(Mode::Nat, false, web);
-        let _haproxy = haproxy(&scenario)?;
-        eprintln!("bench: haproxy http ...");
+        let _haproxy = haproxy(&scenario, log)?;
+        eprintln!("bench: {name} ...");
         let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
         let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
-        rows.push(("haproxy 2.x, http mode", ka, nc));
+        rows.push((name, ka, nc));
     }
     {
         let scenario = Scenario::build(Mode::Nat, false, web);
@@ -119,7 +125,7 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
         eprintln!("bench: halb HTTP proxy ...");
         let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
         let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
-        rows.push(("halb HTTP proxy", ka, nc));
+        rows.push(("halb, access log", ka, nc));
     }
     println!(
         "\nl7: url_static rules, requests/s and p99 latency with wrk ({seconds} s each), same machine, same run"
@@ -138,13 +144,16 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
             ka.errors + nc.errors
         );
     }
-    let (h, p) = (&rows[1], &rows[0]);
-    println!(
-        "  halb / haproxy: requests/s {:.2} (keep-alive) {:.2} (new conns); p99 {:.2} / {:.2}",
-        h.1.requests_per_sec / p.1.requests_per_sec,
-        h.2.requests_per_sec / p.2.requests_per_sec,
-        h.1.latency_ms / p.1.latency_ms,
-        h.2.latency_ms / p.2.latency_ms,
-    );
+    let halb = &rows[2];
+    for haproxy in &rows[..2] {
+        println!(
+            "  halb / {}: requests/s {:.2} (keep-alive) {:.2} (new conns); p99 {:.2} / {:.2}",
+            haproxy.0,
+            halb.1.requests_per_sec / haproxy.1.requests_per_sec,
+            halb.2.requests_per_sec / haproxy.2.requests_per_sec,
+            halb.1.latency_ms / haproxy.1.latency_ms,
+            halb.2.latency_ms / haproxy.2.latency_ms,
+        );
+    }
     Ok(())
 }

@@ -92,40 +92,31 @@ pub async fn run(
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let mut control = ControlSocket::bind(&config.admin.control_socket)?;
 
+    // A datapath this agent created is removed again if it cannot start;
+    // one adopted from a previous agent keeps forwarding.
+    let fresh = !config.datapath.pin_dir.exists();
     let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
-    let log_task = tokio::spawn(datapath.log_pump()?.run());
-    let mut sync = Sync::new(config.datapath.maglev_table_size);
-    sync.apply(&mut datapath.maps, &config.services)?;
-    for service in sync.services() {
-        tracing::info!(
-            service = service.config.name,
-            vip = %service.config.vip,
-            port = service.config.port,
-            backends = service.backends.len(),
-            "service programmed"
-        );
-    }
-    forwarding::enable(&config.datapath.interfaces)?;
-    let mut neighbours = Neighbours::connect()?;
-    neighbours
-        .keep_resolved(backend_addresses(&config.services))
-        .await?;
-    datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
-    tracing::info!(
-        pin_dir = %config.datapath.pin_dir.display(),
-        interfaces = ?config.datapath.interfaces,
-        control = %config.admin.control_socket.display(),
-        "datapath attached"
-    );
-
+    let started = match start(&mut datapath, &config).await {
+        Ok(started) => started,
+        Err(e) => {
+            if fresh && let Err(unpin) = datapath.detach_and_unpin() {
+                tracing::warn!(error = %unpin, "cannot remove the datapath after a failed start");
+            }
+            return Err(e);
+        }
+    };
+    let Started {
+        log_task,
+        sync,
+        neighbours,
+        proxy,
+        routers,
+        metrics,
+    } = started;
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
-    let proxy = Proxy::start(&config.services)?;
     let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_, _| {
         Health::Up
     });
-    // Every backend starts up (checks report only changes), so no service
-    // is down yet; the election starts once the datapath can serve.
-    let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
     let mut agent = Agent {
         config_path: config_path.to_owned(),
         config,
@@ -143,16 +134,6 @@ pub async fn run(
     // Tracked interfaces are looked at this often (a link going down is
     // seen within it; keepalived hears it from netlink at once).
     let mut interface_poll = tokio::time::interval(INTERFACE_POLL);
-    let metrics = match agent.config.admin.metrics {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| AgentError::Metrics { addr, source })?;
-            tracing::info!(%addr, "metrics at /metrics");
-            Some(listener)
-        }
-        None => None,
-    };
 
     let reason = loop {
         tokio::select! {
@@ -202,6 +183,70 @@ pub async fn run(
     drop(control);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What starting the subsystems around a loaded datapath yields.
+struct Started {
+    log_task: tokio::task::JoinHandle<()>,
+    sync: Sync,
+    neighbours: Neighbours,
+    proxy: Proxy,
+    routers: Routers,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Programs the services, attaches the datapath and starts the proxy,
+/// VRRP and metrics.
+async fn start(
+    datapath: &mut LoadedDatapath,
+    config: &ValidatedConfig,
+) -> Result<Started, AgentError> {
+    let log_task = tokio::spawn(datapath.log_pump()?.run());
+    let mut sync = Sync::new(config.datapath.maglev_table_size);
+    sync.apply(&mut datapath.maps, &config.services)?;
+    for service in sync.services() {
+        tracing::info!(
+            service = service.config.name,
+            vip = %service.config.vip,
+            port = service.config.port,
+            backends = service.backends.len(),
+            "service programmed"
+        );
+    }
+    forwarding::enable(&config.datapath.interfaces)?;
+    let mut neighbours = Neighbours::connect()?;
+    neighbours
+        .keep_resolved(backend_addresses(&config.services))
+        .await?;
+    datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
+    tracing::info!(
+        pin_dir = %config.datapath.pin_dir.display(),
+        interfaces = ?config.datapath.interfaces,
+        control = %config.admin.control_socket.display(),
+        "datapath attached"
+    );
+    let proxy = Proxy::start(&config.services)?;
+    // Every backend starts up (checks report only changes), so no service
+    // is down yet; the election starts once the datapath can serve.
+    let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
+    let metrics = match config.admin.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            tracing::info!(%addr, "metrics at /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
+    Ok(Started {
+        log_task,
+        sync,
+        neighbours,
+        proxy,
+        routers,
+        metrics,
+    })
 }
 
 /// The next metrics connection, or never when metrics are off.

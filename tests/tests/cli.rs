@@ -86,33 +86,38 @@ fn run_logs_json_lines_when_asked() {
 }
 
 #[test]
-fn run_refuses_http_services_it_cannot_serve_yet() {
-    let dir = std::env::temp_dir();
-    let config = dir.join(format!("halb-cli-{}-http.toml", std::process::id()));
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/url-static.toml"
-    ))
-    .expect("example");
-    let socket = dir.join(format!("halb-cli-{}-http.sock", std::process::id()));
+fn a_failed_start_leaves_no_datapath_behind() {
+    use halb_tests::netns::NetNs;
+
+    let ns = NetNs::new("failstart");
+    let name = halb_tests::netns::unique_name("failstart");
+    let pin_dir = std::path::Path::new("/sys/fs/bpf").join(&name);
+    let socket = std::env::temp_dir().join(format!("{name}.sock"));
+    let config = std::env::temp_dir().join(format!("{name}.toml"));
+    // No interface nope0 here: loading works, attaching fails.
     std::fs::write(
         &config,
         format!(
-            "{example}\n[admin]\ncontrol_socket = \"{}\"\n",
+            "[datapath]\ninterfaces = [\"nope0\"]\npin_dir = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n",
+            pin_dir.display(),
             socket.display()
         ),
     )
-    .expect("write");
-    let out = Command::new(halb_bin())
+    .expect("write config");
+    let out = ns
+        .command(halb_bin().to_str().expect("UTF-8"))
         .args(["run", "--config"])
         .arg(&config)
         .output()
         .expect("run halb");
     let _ = std::fs::remove_file(&config);
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nope0"), "{stderr}");
     assert!(
-        stderr.contains("service \"www\" has [service.http]"),
-        "{stderr}"
+        !pin_dir.exists(),
+        "{} left pinned: {stderr}",
+        pin_dir.display()
     );
+    assert!(!socket.exists());
 }

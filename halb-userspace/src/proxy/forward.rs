@@ -112,21 +112,28 @@ pub async fn handle(
         ),
     };
 
-    service.waiting.fetch_add(1, Ordering::Relaxed);
-    record.queue_waiting = service.waiting.load(Ordering::Relaxed) - 1;
-    let permit = tokio::time::timeout(
-        service.settings.timeouts.queue,
-        service.slots.clone().acquire_owned(),
-    )
-    .await;
-    service.waiting.fetch_sub(1, Ordering::Relaxed);
-    let Ok(Ok(permit)) = permit else {
-        return Ok(canned(
-            record,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sQ--",
-            connection,
-        ));
+    // A free slot at once (the usual case) costs no timer.
+    let permit = match service.slots.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            service.waiting.fetch_add(1, Ordering::Relaxed);
+            record.queue_waiting = service.waiting.load(Ordering::Relaxed) - 1;
+            let permit = tokio::time::timeout(
+                service.settings.timeouts.queue,
+                service.slots.clone().acquire_owned(),
+            )
+            .await;
+            service.waiting.fetch_sub(1, Ordering::Relaxed);
+            let Ok(Ok(permit)) = permit else {
+                return Ok(canned(
+                    record,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sQ--",
+                    connection,
+                ));
+            };
+            permit
+        }
     };
     record.t_queue = Some(started.elapsed());
 

@@ -15,7 +15,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::{Instant, SystemTime},
@@ -27,13 +27,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::watch,
-    task::JoinHandle,
+    sync::{mpsc, oneshot, watch},
 };
 
 use super::{
     forward::{self, Connection, Service},
     log::Record,
+    upstream,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -45,24 +45,90 @@ pub struct ListenError {
 }
 
 /// A listening service; [`Listener::stop`] drains it.
+///
+/// Each worker thread runs a single-threaded runtime and serves the
+/// connections handed to it whole, with its own backend connections, so a
+/// request never wakes another thread (as haproxy's threads do not).
 pub struct Listener {
     pub addr: SocketAddr,
     service: watch::Sender<Arc<Service>>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Client connections open on any worker.
+    open: Arc<AtomicUsize>,
+    done: Vec<oneshot::Receiver<()>>,
+}
+
+/// Worker threads per listener: one per CPU, within reason.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16)
 }
 
 impl Listener {
     pub fn start(addr: SocketAddr, service: Arc<Service>) -> Result<Self, ListenError> {
-        let listener = bind(addr).map_err(|source| ListenError { addr, source })?;
+        let socket = bind(addr).map_err(|source| ListenError { addr, source })?;
         let (service_tx, service_rx) = watch::channel(service);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept(listener, service_rx, stop_rx));
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut done = Vec::new();
+        let mut socket = Some(socket);
+        let count = workers();
+        let loads: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..count).map(|_| AtomicUsize::new(0)).collect());
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| mpsc::unbounded_channel::<Accepted>())
+            .unzip();
+        for worker in (0..count).rev() {
+            let inbox = receivers.pop().expect("one inbox per worker");
+            let (done_tx, done_rx) = oneshot::channel();
+            let (service_rx, stop_rx, open, loads) = (
+                service_rx.clone(),
+                stop_rx.clone(),
+                open.clone(),
+                loads.clone(),
+            );
+            // Worker 0 also accepts, and hands each connection to the worker
+            // with the fewest (as haproxy spreads connections over threads).
+            let acceptor =
+                (worker == 0).then(|| (socket.take().expect("one socket"), senders.clone()));
+            std::thread::Builder::new()
+                .name(format!("http-{worker}"))
+                .spawn(move || {
+                    upstream::set_worker(worker);
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for an HTTP worker");
+                    runtime.block_on(async move {
+                        if let Some((socket, senders)) = acceptor {
+                            match TcpListener::from_std(socket) {
+                                Ok(listener) => {
+                                    tokio::spawn(accept(
+                                        listener,
+                                        senders,
+                                        loads.clone(),
+                                        stop_rx.clone(),
+                                    ));
+                                }
+                                Err(e) => {
+                                    tracing::error!(%addr, error = %e, "HTTP proxy cannot listen")
+                                }
+                            }
+                        }
+                        work(worker, inbox, service_rx, stop_rx, open, loads).await;
+                    });
+                    let _ = done_tx.send(());
+                })
+                .map_err(|source| ListenError { addr, source })?;
+            done.push(done_rx);
+        }
         Ok(Self {
             addr,
             service: service_tx,
             stop: stop_tx,
-            task,
+            open,
+            done,
         })
     }
 
@@ -79,17 +145,18 @@ impl Listener {
     /// Stops accepting and lets open connections finish their current
     /// request; returns once all are closed or `limit` has passed.
     pub async fn stop(self, limit: std::time::Duration) {
-        let service = self.service();
         let _ = self.stop.send(true);
-        let _ = self.task.await;
-        let deadline = Instant::now() + limit;
-        while service.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let deadline = tokio::time::Instant::now() + limit;
+        for done in self.done {
+            let _ = tokio::time::timeout_at(deadline, done).await;
+        }
+        if self.open.load(Ordering::Relaxed) > 0 {
+            tracing::warn!(addr = %self.addr, open = self.open.load(Ordering::Relaxed), "connections still open after the drain limit: closed");
         }
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -102,21 +169,30 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
+/// A connection accepted, on its way to a worker.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// Accepts until told to stop; each connection goes to the least loaded
+/// worker.
 async fn accept(
     listener: TcpListener,
-    service: watch::Receiver<Arc<Service>>,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+    loads: Arc<Vec<AtomicUsize>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, client)) => {
-                    let service = service.borrow().clone();
-                    tokio::spawn(serve(stream, client, service, stop.clone()));
+            accepted = listener.accept() => match accepted.and_then(|(s, c)| Ok((s.into_std()?, c))) {
+                Ok(connection) => {
+                    let least = (0..workers.len())
+                        .min_by_key(|w| loads[*w].load(Ordering::Relaxed))
+                        .unwrap_or(0);
+                    loads[least].fetch_add(1, Ordering::Relaxed);
+                    let _ = workers[least].send(connection);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -127,13 +203,49 @@ async fn accept(
     }
 }
 
+/// Serves the connections handed to worker `me` until told to stop, then
+/// waits for them (they run on this thread's runtime, which ends when
+/// this returns).
+async fn work(
+    me: usize,
+    mut inbox: mpsc::UnboundedReceiver<Accepted>,
+    service: watch::Receiver<Arc<Service>>,
+    mut stop: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+    loads: Arc<Vec<AtomicUsize>>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some((stream, client)) = inbox.recv() => {
+                let Ok(stream) = TcpStream::from_std(stream) else {
+                    loads[me].fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                };
+                let service = service.borrow().clone();
+                let (open, loads, stop) = (open.clone(), loads.clone(), stop.clone());
+                tokio::spawn(async move {
+                    serve(stream, client, service, stop, &open).await;
+                    loads[me].fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + super::DRAIN_LIMIT;
+    while loads[me].load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn serve(
     stream: TcpStream,
     client: SocketAddr,
     service: Arc<Service>,
     mut stop: watch::Receiver<bool>,
+    open: &AtomicUsize,
 ) {
     service.connections.fetch_add(1, Ordering::Relaxed);
+    open.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, to answer 408 after hyper gave up.
     let raw = stream
@@ -179,6 +291,7 @@ async fn serve(
         refused(&service, &connection, &e, raw.ok());
     }
     service.connections.fetch_sub(1, Ordering::Relaxed);
+    open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Logs (and for a timeout, answers) a request hyper could not take.

@@ -43,6 +43,21 @@ pub struct Record {
     pub request_line: String,
 }
 
+/// A request line as a log shows it: quotes, backslashes and control
+/// characters escaped (the usual line needs none, and is copied whole).
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plain = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ';
+        if self.0.chars().all(plain) {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{}", self.0.escape_debug())
+        }
+    }
+}
+
 fn ms(d: Option<Duration>) -> String {
     d.map_or("-1".to_owned(), |d| d.as_millis().to_string())
 }
@@ -68,13 +83,13 @@ impl Record {
             self.server_active,
             self.retries,
             self.queue_waiting,
-            self.request_line.escape_debug(),
+            Escaped(&self.request_line),
         )
     }
 
     /// Writes the line to the log (target `halb::access`).
     pub fn emit(&self) {
-        tracing::info!(target: "halb::access", "{}", self.line());
+        crate::logging::access(&self.line());
     }
 }
 
@@ -85,17 +100,8 @@ fn date(at: SystemTime) -> String {
     ];
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rest = secs % 86_400;
+    let (year, month, day) = crate::logging::civil_date(secs / 86_400);
     format!(
         "{day:02}/{}/{year}:{:02}:{:02}:{:02}.{:03}",
         MONTHS[(month - 1) as usize],

@@ -14,17 +14,39 @@ use tokio::net::TcpStream;
 pub type Body = BoxBody<Bytes, hyper::Error>;
 pub type Sender = SendRequest<Body>;
 
-/// Idle connections kept per backend at most.
+/// Idle connections kept per backend and worker at most.
 const MAX_IDLE: usize = 64;
+/// Worker threads with idle lists of their own (more share them).
+const WORKER_SLOTS: usize = 16;
 
-/// A backend's idle kept-alive connections.
-#[derive(Default)]
-pub struct Idle(Mutex<Vec<Sender>>);
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Names the calling thread's proxy worker: each keeps its own idle
+/// connections, whose tasks run on its own runtime (no cross-thread
+/// wake-ups per request).
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index % WORKER_SLOTS));
+}
+
+/// A backend's idle kept-alive connections, per worker.
+pub struct Idle(Vec<Mutex<Vec<Sender>>>);
+
+impl Default for Idle {
+    fn default() -> Self {
+        Self((0..WORKER_SLOTS).map(|_| Mutex::default()).collect())
+    }
+}
 
 impl Idle {
+    fn mine(&self) -> &Mutex<Vec<Sender>> {
+        &self.0[WORKER.with(std::cell::Cell::get)]
+    }
+
     /// An idle connection still open and ready for a request.
     pub fn take(&self) -> Option<Sender> {
-        let mut idle = self.0.lock().expect("idle lock");
+        let mut idle = self.mine().lock().expect("idle lock");
         while let Some(sender) = idle.pop() {
             if sender.is_ready() && !sender.is_closed() {
                 return Some(sender);
@@ -34,14 +56,16 @@ impl Idle {
     }
 
     pub fn put(&self, sender: Sender) {
-        let mut idle = self.0.lock().expect("idle lock");
+        let mut idle = self.mine().lock().expect("idle lock");
         if idle.len() < MAX_IDLE && !sender.is_closed() {
             idle.push(sender);
         }
     }
 
     pub fn clear(&self) {
-        self.0.lock().expect("idle lock").clear();
+        for slot in &self.0 {
+            slot.lock().expect("idle lock").clear();
+        }
     }
 }
 
