@@ -216,6 +216,85 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
             })
             .collect(),
     );
+    let http_backends: Vec<(String, &crate::control::status::HttpBackendStatus)> = status
+        .http
+        .iter()
+        .flat_map(|h| {
+            h.pools.iter().flat_map(move |p| {
+                p.backends.iter().map(move |b| {
+                    (
+                        format!(
+                            "service=\"{}\",pool=\"{}\",backend=\"{}\"",
+                            escape(&h.name),
+                            escape(&p.name),
+                            b.address
+                        ),
+                        b,
+                    )
+                })
+            })
+        })
+        .collect();
+    let per_http_backend = |f: &dyn Fn(&crate::control::status::HttpBackendStatus) -> String| {
+        http_backends
+            .iter()
+            .map(|(l, b)| (l.clone(), f(b)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "halb_http_backend_responses_total",
+        "counter",
+        "Responses a layer-7 pool backend gave through the proxy.",
+        per_http_backend(&|b| b.responses.to_string()),
+    );
+    family(
+        "halb_http_backend_connect_failures_total",
+        "counter",
+        "Failed attempts to reach a layer-7 pool backend (each retried).",
+        per_http_backend(&|b| b.connect_failures.to_string()),
+    );
+    family(
+        "halb_http_backend_active_requests",
+        "gauge",
+        "Requests in flight to a layer-7 pool backend.",
+        per_http_backend(&|b| b.active.to_string()),
+    );
+    family(
+        "halb_http_backend_healthy",
+        "gauge",
+        "1 when the pool backend's health checks pass.",
+        per_http_backend(&|b| u8::from(b.health == "up").to_string()),
+    );
+    family(
+        "halb_http_connections",
+        "gauge",
+        "Client connections open on a layer-7 service.",
+        status
+            .http
+            .iter()
+            .map(|h| {
+                (
+                    format!("service=\"{}\"", escape(&h.name)),
+                    h.connections.to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "halb_http_queued_requests",
+        "gauge",
+        "Requests waiting under a layer-7 service's maxconn.",
+        status
+            .http
+            .iter()
+            .map(|h| {
+                (
+                    format!("service=\"{}\"", escape(&h.name)),
+                    h.queued.to_string(),
+                )
+            })
+            .collect(),
+    );
     let process = process_figures();
     for (name, kind, help, value) in process {
         let _ = writeln!(

@@ -16,8 +16,9 @@ fn scenario() -> Scenario {
     Scenario::build(Mode::Nat, false, env!("CARGO_BIN_EXE_halb-web").as_ref())
 }
 
-/// The url_static service; `extra` goes into `[service.http]`.
-fn config(pin_dir: &Path, extra: &str) -> String {
+/// The url_static service; `extra` goes into `[service.http]`,
+/// `timeouts` into `[service.http.timeouts]`.
+fn config(pin_dir: &Path, extra: &str, timeouts: &str) -> String {
     format!(
         r#"[datapath]
 interfaces = ["{HOST_IF}"]
@@ -42,6 +43,7 @@ default_pool = "app"
 
 [service.http.timeouts]
 http_request = "1s"
+{timeouts}
 
 [[service.http.rule]]
 pool = "static"
@@ -84,6 +86,10 @@ port = 81
 }
 
 fn start(lab: &Scenario, extra: &str) -> Agent {
+    start_with(lab, extra, "")
+}
+
+fn start_with(lab: &Scenario, extra: &str, timeouts: &str) -> Agent {
     let name = unique_name("l7");
     let mut agent = Agent::start_named(
         &lab.lb,
@@ -91,7 +97,7 @@ fn start(lab: &Scenario, extra: &str) -> Agent {
         &halb_tests::agent::halb_bin(),
         Path::new(BPFFS).join(&name),
         false,
-        |pin| config(pin, extra),
+        |pin| config(pin, extra, timeouts),
     );
     agent.wait_for_log("HTTP proxy listening", Duration::from_secs(20));
     agent
@@ -142,6 +148,23 @@ fn rules_send_static_requests_to_the_static_pool() {
     let line = agent.wait_for_log("\"GET /static/site.css HTTP/1.1\"", Duration::from_secs(2));
     assert!(line.contains(" www static/198.18.0.11:80 "), "{line}");
     assert!(line.contains(" 200 5 - - ---- "), "{line}");
+    // And the pools in metrics.
+    let metrics = lab.lb.run(|| {
+        exchange(
+            halb_tests::agent::METRICS.parse().unwrap(),
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+    });
+    let metrics = metrics.expect("metrics");
+    let static_responses = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("halb_http_backend_responses_total{service=\"www\",pool=\"static\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(static_responses, Some(3), "{metrics}");
 }
 
 #[test]
@@ -315,4 +338,48 @@ fn stopping_lets_requests_in_flight_finish() {
     agent.wait_for_log("stopped", Duration::from_secs(10));
     let refused = lab.client.ns.run(|| get(vip(), "/", &[]));
     assert!(refused.is_err(), "{refused:?}");
+}
+
+#[test]
+fn maxconn_queues_and_timeouts_answer_503_and_504() {
+    let lab = scenario();
+    let mut agent = start_with(
+        &lab,
+        "maxconn = 1\nbackend_keep_alive = false",
+        "queue = \"400ms\"\nserver = \"1s\"",
+    );
+    let (first, second, slow) = std::thread::scope(|scope| {
+        // One slot: the first request holds it for 700 ms; the second waits
+        // 400 ms in the queue and gets 503.
+        let first = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/700", &[])));
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let second = lab.client.ns.run(|| get(vip(), "/", &[]));
+        let second = (second, started.elapsed());
+        let first = first.join().expect("first");
+        // A backend slower than timeouts.server: 504.
+        let slow = lab.client.ns.run(|| get(vip(), "/delay/1500", &[]));
+        (first, second, slow)
+    });
+    assert_eq!(first.expect("first").0, 200);
+    let (second, waited) = second;
+    assert_eq!(second.as_ref().expect("second").0, 503, "{second:?}");
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_millis(700),
+        "503 after {waited:?}, queue timeout 400 ms"
+    );
+    assert_eq!(slow.as_ref().expect("slow").0, 504, "{slow:?}");
+    agent.wait_for_log(" 503 ", Duration::from_secs(2));
+    agent.wait_for_log(" sQ-- ", Duration::from_secs(2));
+    agent.wait_for_log(" sH-- ", Duration::from_secs(2));
+    // Server-close: backends are asked to close after each response.
+    let (_, echoed) = lab
+        .client
+        .ns
+        .run(|| get(vip(), "/echo-headers", &[]))
+        .expect("echo");
+    assert!(
+        echoed.to_ascii_lowercase().contains("connection: close"),
+        "{echoed}"
+    );
 }

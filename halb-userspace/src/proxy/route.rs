@@ -194,6 +194,12 @@ ignore_case = true
 pool = "static"
 host = ["static.example.com"]
 method = ["GET", "HEAD"]
+[[service.http.rule]]
+pool = "static"
+path_regex = "^/v[0-9]+/assets/"
+[[service.http.rule]]
+pool = "static"
+header = { name = "X-Pool", contains = "static" }
 "#,
         )
         .expect("valid");
@@ -220,6 +226,13 @@ method = ["GET", "HEAD"]
         assert_eq!(r.pick(&request("GET", "/STATIC/a.txt", "x")), 0);
         assert_eq!(r.pick(&request("GET", "/", "Static.Example.com:80")), 1);
         assert_eq!(r.pick(&request("POST", "/", "static.example.com")), 0);
+        assert_eq!(r.pick(&request("GET", "/v2/assets/x", "x")), 1);
+        assert_eq!(r.pick(&request("GET", "/v2/other", "x")), 0);
+        let mut with_header = request("POST", "/api", "x");
+        with_header
+            .headers_mut()
+            .insert("x-pool", "the-static-one".parse().unwrap());
+        assert_eq!(r.pick(&with_header), 1);
         assert_eq!(strip_port("[2001:db8::1]:80"), "[2001:db8::1]");
         assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
     }
