@@ -11,59 +11,13 @@ use std::{path::Path, time::Duration};
 use anyhow::Context as _;
 use halb_tests::{
     agent::{Agent, BPFFS},
+    l7::url_static,
     netns::unique_name,
     process::ChildGuard,
     scenario::{Mode, Scenario, VIP},
-    topo::HOST_IF,
 };
 
-use crate::throughput::{Load, Measured, wait_ready, wrk};
-
-fn halb_config(pin_dir: &Path) -> String {
-    format!(
-        r#"[datapath]
-interfaces = ["{HOST_IF}"]
-pin_dir = "{}"
-
-[[service]]
-name = "www"
-vip = "{VIP}"
-port = 80
-keep_client_address = true
-
-[service.check]
-type = "tcp"
-interval = "2s"
-
-[service.http]
-default_pool = "app"
-
-[[service.http.rule]]
-pool = "static"
-path_beg = ["/static", "/images"]
-ignore_case = true
-
-[[service.http.rule]]
-pool = "static"
-path_end = [".jpg", ".gif", ".png", ".css", ".js"]
-ignore_case = true
-
-[[service.http.pool]]
-name = "static"
-[[service.http.pool.backend]]
-address = "198.18.0.11"
-
-[[service.http.pool]]
-name = "app"
-balance = "leastconn"
-[[service.http.pool.backend]]
-address = "198.18.0.12"
-[[service.http.pool.backend]]
-address = "198.18.0.13"
-"#,
-        pin_dir.display()
-    )
-}
+use crate::throughput::{Load, Row, print_rows, wait_ready, wrk};
 
 fn haproxy(scenario: &Scenario, log: bool) -> anyhow::Result<ChildGuard> {
     let mut config = format!(
@@ -100,14 +54,14 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
         format!("http://{VIP}/static/site.css"),
         format!("http://{VIP}/"),
     ];
-    let mut rows: Vec<(&str, Measured, Measured)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for (log, name) in [(true, "haproxy, httplog"), (false, "haproxy, no log")] {
         let scenario = Scenario::build(Mode::Nat, false, web);
         let _haproxy = haproxy(&scenario, log)?;
         eprintln!("bench: {name} ...");
         let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
         let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
-        rows.push((name, ka, nc));
+        rows.push((name.to_owned(), ka, nc));
     }
     {
         let scenario = Scenario::build(Mode::Nat, false, web);
@@ -118,32 +72,19 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
             halb,
             Path::new(BPFFS).join(&name),
             false,
-            halb_config,
+            |pin| url_static(pin, "", ""),
         );
         agent.wait_for_log("HTTP proxy listening", Duration::from_secs(20));
         wait_ready(&scenario)?;
         eprintln!("bench: halb HTTP proxy ...");
         let ka = wrk(&scenario.client.ns, &urls, Load::KeepAlive, seconds)?;
         let nc = wrk(&scenario.client.ns, &urls, Load::NewConnections, seconds)?;
-        rows.push(("halb, access log", ka, nc));
+        rows.push(("halb, access log".to_owned(), ka, nc));
     }
     println!(
         "\nl7: url_static rules, requests/s and p99 latency with wrk ({seconds} s each), same machine, same run"
     );
-    println!(
-        "  {:<26} {:>12} {:>9} {:>12} {:>9} {:>7}",
-        "proxy", "keep-alive", "p99 ms", "new conns", "p99 ms", "errors"
-    );
-    for (name, ka, nc) in &rows {
-        println!(
-            "  {name:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7}",
-            ka.requests_per_sec,
-            ka.latency_ms,
-            nc.requests_per_sec,
-            nc.latency_ms,
-            ka.errors + nc.errors
-        );
-    }
+    print_rows("proxy", 26, &rows);
     let halb = &rows[2];
     for haproxy in &rows[..2] {
         println!(

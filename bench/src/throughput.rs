@@ -146,7 +146,26 @@ fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
     Ok(child)
 }
 
-type Row = (String, Measured, Measured);
+pub(crate) type Row = (String, Measured, Measured);
+
+/// The table of `rows`: name, then keep-alive and new-connection rates,
+/// their p99 latencies, and errors.
+pub(crate) fn print_rows(title: &str, width: usize, rows: &[Row]) {
+    println!(
+        "  {title:<width$} {:>12} {:>9} {:>12} {:>9} {:>7}",
+        "keep-alive", "p99 ms", "new conns", "p99 ms", "errors"
+    );
+    for (name, ka, nc) in rows {
+        println!(
+            "  {name:<width$} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7}",
+            ka.requests_per_sec,
+            ka.latency_ms,
+            nc.requests_per_sec,
+            nc.latency_ms,
+            ka.errors + nc.errors
+        );
+    }
+}
 
 fn measure(name: &str, client: &NetNs, urls: &[String], seconds: u32) -> anyhow::Result<Row> {
     eprintln!("bench: {name} ...");
@@ -204,20 +223,7 @@ pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {
     println!(
         "\ndatapath: requests/s with wrk ({WRK_PROCESSES} x {CONNECTIONS_EACH} connections, {seconds} s each), same machine, same run"
     );
-    println!(
-        "  {:<36} {:>12} {:>9} {:>12} {:>9} {:>7}",
-        "path", "keep-alive", "p99 ms", "new conns", "p99 ms", "errors"
-    );
-    for (name, ka, nc) in &rows {
-        println!(
-            "  {name:<36} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7}",
-            ka.requests_per_sec,
-            ka.latency_ms,
-            nc.requests_per_sec,
-            nc.latency_ms,
-            ka.errors + nc.errors
-        );
-    }
+    print_rows("path", 36, &rows);
     let find = |prefix: &str| rows.iter().find(|r| r.0.starts_with(prefix));
     if let (Some(kernel), Some(haproxy)) = (find("kernel"), find("haproxy")) {
         println!("\n  ratios (keep-alive / new connections):");

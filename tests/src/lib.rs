@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod ha;
 pub mod keepalived;
+pub mod l7;
 pub mod netns;
 pub mod process;
 pub mod scenario;

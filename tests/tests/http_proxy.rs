@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use halb_tests::{
     agent::{Agent, BPFFS},
+    l7::url_static,
     netns::unique_name,
     scenario::{Mode, Scenario, VIP},
     topo::HOST_IF,
@@ -14,75 +15,6 @@ use halb_tests::{
 
 fn scenario() -> Scenario {
     Scenario::build(Mode::Nat, false, env!("CARGO_BIN_EXE_halb-web").as_ref())
-}
-
-/// The url_static service; `extra` goes into `[service.http]`,
-/// `timeouts` into `[service.http.timeouts]`.
-fn config(pin_dir: &Path, extra: &str, timeouts: &str) -> String {
-    format!(
-        r#"[datapath]
-interfaces = ["{HOST_IF}"]
-pin_dir = "{}"
-
-[[service]]
-name = "www"
-vip = "{VIP}"
-port = 80
-keep_client_address = true
-
-[service.check]
-type = "tcp"
-interval = "200ms"
-timeout = "200ms"
-fall = 2
-rise = 2
-
-[service.http]
-default_pool = "app"
-{extra}
-
-[service.http.timeouts]
-http_request = "1s"
-{timeouts}
-
-[[service.http.rule]]
-pool = "static"
-path_beg = ["/static", "/images"]
-
-[[service.http.rule]]
-pool = "static"
-path_end = [".jpg", ".gif", ".png", ".css", ".js"]
-ignore_case = true
-
-[[service.http.rule]]
-pool = "nowhere"
-path_beg = ["/nowhere"]
-
-[[service.http.pool]]
-name = "static"
-
-[[service.http.pool.backend]]
-address = "198.18.0.11"
-
-[[service.http.pool]]
-name = "app"
-balance = "leastconn"
-
-[[service.http.pool.backend]]
-address = "198.18.0.12"
-
-[[service.http.pool.backend]]
-address = "198.18.0.13"
-
-[[service.http.pool]]
-name = "nowhere"
-
-[[service.http.pool.backend]]
-address = "198.18.0.13"
-port = 81
-"#,
-        pin_dir.display()
-    )
 }
 
 fn start(lab: &Scenario, extra: &str) -> Agent {
@@ -97,7 +29,7 @@ fn start_with(lab: &Scenario, extra: &str, timeouts: &str) -> Agent {
         &halb_tests::agent::halb_bin(),
         Path::new(BPFFS).join(&name),
         false,
-        |pin| config(pin, extra, timeouts),
+        |pin| url_static(pin, extra, &format!("http_request = \"1s\"\n{timeouts}")),
     );
     agent.wait_for_log("HTTP proxy listening", Duration::from_secs(20));
     agent
