@@ -72,13 +72,7 @@ impl HaPair {
                         &format!("2001:db8::{}/64", 11 + i),
                     ],
                 );
-                let mut command = ns.command(web_bin.to_str().expect("UTF-8 path"));
-                command.args([name, "[::]:80"]);
-                let web = ChildGuard::spawn(name, command, false);
-                web.lines()
-                    .wait_for("listening", Duration::from_secs(5))
-                    .unwrap_or_else(|| panic!("{name} did not start"));
-                webs.push(web);
+                webs.push(crate::scenario::web_server(&ns, name, web_bin));
                 backends.push(ns);
             }
         }

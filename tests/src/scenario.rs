@@ -251,12 +251,17 @@ impl Scenario {
 }
 
 fn start_web(backend: &Backend, web_bin: &Path) -> ChildGuard {
-    let mut command = backend.ns.command(web_bin.to_str().expect("UTF-8 path"));
+    web_server(&backend.ns, backend.name, web_bin)
+}
+
+/// Starts halb-web as `name` on port 80 in `ns`, and waits until it listens.
+pub fn web_server(ns: &NetNs, name: &str, web_bin: &Path) -> ChildGuard {
+    let mut command = ns.command(web_bin.to_str().expect("UTF-8 path"));
     // [::] takes IPv4 too (net.ipv6.bindv6only is 0).
-    command.args([backend.name, "[::]:80"]);
-    let web = ChildGuard::spawn(backend.name, command, false);
+    command.args([name, "[::]:80"]);
+    let web = ChildGuard::spawn(name, command, false);
     web.lines()
         .wait_for("listening", Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("{} did not start", backend.name));
+        .unwrap_or_else(|| panic!("{name} did not start"));
     web
 }
