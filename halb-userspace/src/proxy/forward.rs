@@ -240,7 +240,10 @@ pub async fn handle(
                 // backend that died mid-request: a request without a body
                 // can go again (to another backend when redispatching).
                 if body_empty && record.retries < service.settings.retries {
-                    if !was_reused {
+                    if was_reused {
+                        // Its other idle connections are likely as stale.
+                        backend.idle.clear();
+                    } else {
                         tried.push(index);
                         backend.failed.fetch_add(1, Ordering::Relaxed);
                     }
