@@ -315,3 +315,30 @@ fn maxconn_queues_and_timeouts_answer_503_and_504() {
         "{echoed}"
     );
 }
+
+#[test]
+fn a_service_removed_by_reload_drains() {
+    let lab = scenario();
+    let mut agent = start(&lab, "");
+    let text = std::fs::read_to_string(agent.config_path()).unwrap();
+    let (head, rest) = text.split_once("[[service]]").expect("a service");
+    let admin = &rest[rest.find("[admin]").expect("[admin]")..];
+    let (slow, reloaded_after) = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/1500", &[])));
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(agent.config_path(), format!("{head}{admin}")).unwrap();
+        let started = std::time::Instant::now();
+        agent.ctl(&["reload"]);
+        let reloaded_after = started.elapsed();
+        (slow.join().expect("slow request"), reloaded_after)
+    });
+    // The reload answered at once; the request in flight still finished.
+    assert!(
+        reloaded_after < Duration::from_secs(1),
+        "{reloaded_after:?}"
+    );
+    assert_eq!(slow.expect("answered").0, 200);
+    agent.wait_for_log("draining a removed service", Duration::from_secs(2));
+    let refused = lab.client.ns.run(|| get(vip(), "/", &[]));
+    assert!(refused.is_err(), "{refused:?}");
+}

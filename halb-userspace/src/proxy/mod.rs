@@ -93,8 +93,9 @@ impl Proxy {
             }
         }
         for listener in gone {
+            // Drained in the background: the agent goes on meanwhile.
             tracing::info!(addr = %listener.addr, "HTTP proxy draining a removed service");
-            listener.stop(DRAIN_LIMIT).await;
+            tokio::spawn(listener.stop(DRAIN_LIMIT));
         }
         self.listeners = kept;
         for config in services {
