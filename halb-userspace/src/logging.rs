@@ -45,7 +45,7 @@ pub fn init(format: LogFormat) {
 /// Access-log lines (one per HTTP request) are written in batches at
 /// least this often, by a thread of their own; every other line is
 /// written at once (with the batch before it, so the order holds).
-const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
+const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(10);
 const ACCESS_TARGET: &str = "halb::access";
 /// Access-log bytes held at most; beyond, lines are dropped and counted
 /// (as haproxy drops log lines rather than stall traffic).

@@ -75,7 +75,7 @@ fn rules_send_static_requests_to_the_static_pool() {
     assert_eq!(tally.share("web1"), 0.0);
     // One access-log line per request, haproxy's httplog fields.
     // One access-log line per request, haproxy's httplog fields (written
-    // in batches every 100 ms).
+    // in batches every 10 ms).
     let mut agent = agent;
     let line = agent.wait_for_log("\"GET /static/site.css HTTP/1.1\"", Duration::from_secs(2));
     assert!(line.contains(" www static/198.18.0.11:80 "), "{line}");
@@ -215,7 +215,7 @@ fn bad_requests_get_their_status_codes() {
     );
     assert_eq!(nowhere.0, 503, "{nowhere:?}");
     assert!(nowhere.1.contains("No server is available"), "{nowhere:?}");
-    // Access-log lines are written in batches (every 100 ms).
+    // Access-log lines are written in batches (every 10 ms).
     let mut agent = agent;
     for needle in [
         " 400 0 - - PR-- ",
