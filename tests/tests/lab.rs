@@ -183,6 +183,20 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
     // The VIP, through lb1's datapath, on new connections: all three answer.
     assert_eq!(ask_vip(30), all_three, "the VIP's answers");
     assert_eq!(client_vip_mac(), Some(mac("lb1")), "the client's VIP MAC");
+    // The layer-7 service on port 8080: static paths to web1, the rest to
+    // web2 or web3.
+    let curl = |path: &str| {
+        in_client(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{VIP}:8080{path}"),
+        ])
+    };
+    assert_eq!(curl("/static/site.css"), "web1\n");
+    let app = curl("/cart");
+    assert!(app == "web2\n" || app == "web3\n", "{app:?}");
     in_client(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
     let lb1_pins = Path::new(BPFFS).join("halb-lab-lb1");
     let counters = run_checked(

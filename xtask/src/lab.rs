@@ -73,6 +73,8 @@ const WEBS: [Node; 3] = [
 const VIP: &str = "198.18.0.100";
 /// The VRRP instance both balancers run for the VIP.
 const VRRP_NAME: &str = "VI_1";
+/// Port of the lab's layer-7 service.
+const HTTP_PORT: u16 = 8080;
 const VRID: u8 = 51;
 /// VRRP priorities of lb1 and lb2: lb1 wins the election.
 const PRIORITIES: [u8; 2] = [150, 100];
@@ -174,7 +176,8 @@ pub fn run(bins: &Binaries) -> Result<()> {
 }
 
 /// halb's config on a balancer of the lab: one full-NAT service on the VIP,
-/// and the VRRP instance that elects which balancer holds it.
+/// a layer-7 service on the VIP's port 8080, and the VRRP instance that
+/// elects which balancer holds the VIP.
 fn lab_config(pin_dir: &Path, own_address: &str, priority: u8) -> String {
     let mut config = format!(
         "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nsnat_address = \"{own_address}\"\n",
@@ -183,6 +186,18 @@ fn lab_config(pin_dir: &Path, own_address: &str, priority: u8) -> String {
     for web in &WEBS {
         config += &format!("[[service.backend]]\naddress = \"{}\"\n", web.v4);
     }
+    // The layer-7 path: the how-to's url_static on port 8080, served by
+    // halb's HTTP proxy (web1 static, web2 and web3 the app).
+    config += &format!(
+        "\n[[service]]\nname = \"www\"\nvip = \"{VIP}\"\nport = {HTTP_PORT}\nkeep_client_address = true\n\
+         [service.http]\ndefault_pool = \"app\"\n\
+         [[service.http.rule]]\npool = \"static\"\npath_beg = [\"/static\", \"/images\"]\nignore_case = true\n\
+         [[service.http.rule]]\npool = \"static\"\npath_end = [\".jpg\", \".gif\", \".png\", \".css\", \".js\"]\nignore_case = true\n\
+         [[service.http.pool]]\nname = \"static\"\n[[service.http.pool.backend]]\naddress = \"{}\"\nport = 80\n\
+         [[service.http.pool]]\nname = \"app\"\nbalance = \"leastconn\"\n\
+         [[service.http.pool.backend]]\naddress = \"{}\"\nport = 80\n[[service.http.pool.backend]]\naddress = \"{}\"\nport = 80\n",
+        WEBS[0].v4, WEBS[1].v4, WEBS[2].v4
+    );
     config += &format!(
         "\n[[vrrp]]\nname = \"{VRRP_NAME}\"\ninterface = \"{HOST_IF}\"\nvrid = {VRID}\npriority = {priority}\n\
          advert_interval = \"1s\"\nvirtual_addresses = [\"{VIP}/32\"]\nlabel = \"{HOST_IF}:vip\"\n"
@@ -234,6 +249,14 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
                 "for i in $(seq 12); do ip netns exec {c} curl -s http://{VIP}/; done | sort | uniq -c"
             ),
             "new connections spread over the three",
+        ),
+        (
+            format!("ip netns exec {c} curl -s http://{VIP}:{HTTP_PORT}/static/site.css"),
+            "the layer-7 service: halb's HTTP proxy sends static paths to web1",
+        ),
+        (
+            format!("ip netns exec {c} curl -s http://{VIP}:{HTTP_PORT}/cart"),
+            "and the rest to web2 or web3 (leastconn); each request is an access-log line",
         ),
         (
             format!("ip netns exec {c} ping -c 3 {}", BALANCERS[0].v4),
