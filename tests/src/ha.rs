@@ -85,6 +85,24 @@ impl HaPair {
         }
     }
 
+    /// Waits until both nodes' IPv6 link-local addresses have passed
+    /// duplicate address detection: VRRPv3 over IPv6 sends from them, and
+    /// a tentative one cannot send.
+    pub fn wait_link_local(&self) {
+        for node in &self.nodes {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !node
+                .ns
+                .ip(&["-6", "addr", "show", "dev", HOST_IF, "tentative"])
+                .trim()
+                .is_empty()
+            {
+                assert!(Instant::now() < deadline, "link-local still tentative");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     pub fn switch(&self) -> &NetNs {
         self.lan.switch()
     }

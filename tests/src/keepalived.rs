@@ -33,7 +33,7 @@ impl Instance {
         format!(
             "global_defs {{\n  vrrp_version {}\n  router_id {}\n}}\n\
              vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {}\n  \
-             priority {}\n  advert_int {}\n{}{}  virtual_ipaddress {{\n    {}/32\n  }}\n}}\n",
+             priority {}\n  advert_int {}\n{}{}  virtual_ipaddress {{\n    {}/{}\n  }}\n}}\n",
             self.version,
             unique_name("kad"),
             self.vrid,
@@ -42,6 +42,11 @@ impl Instance {
             if self.preempt { "" } else { "  nopreempt\n" },
             auth,
             self.virtual_address,
+            if self.virtual_address.contains(':') {
+                128
+            } else {
+                32
+            },
         )
     }
 }

@@ -179,3 +179,52 @@ fn keepalived_master_halb_backup_vrrp_v3() {
 fn halb_master_keepalived_backup_vrrp_v3() {
     interop(3, Master::Halb);
 }
+
+/// VRRPv3 over IPv6 (adverts from link-local addresses to ff02::12):
+/// keepalived master, halb backup; they agree for 10 s, then halb takes
+/// the address over when keepalived crashes.
+#[test]
+fn keepalived_master_halb_backup_vrrp_v3_ipv6() {
+    use halb_tests::ha::VIP6;
+
+    let pair = HaPair::build(None);
+    pair.wait_link_local();
+    let mut keepalived = Keepalived::start(
+        &pair.nodes[1].ns,
+        &Instance {
+            version: 3,
+            vrid: 52,
+            priority: 150,
+            advert_int: 0.1,
+            preempt: true,
+            auth_pass: None,
+            virtual_address: VIP6.to_owned(),
+        },
+    );
+    keepalived.wait_for_log("Entering MASTER STATE", Duration::from_secs(10));
+    let halb = pair.start_halb(0, &super::vrrp_v6("VI_6", 52, 100, "100ms", ""));
+    wait_state(&halb, "VI_6", "backup", Duration::from_secs(10));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        assert!(pair.holds(1, VIP6) && !pair.holds(0, VIP6));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = instance(&halb, "VI_6");
+    assert_eq!(seen["state"], "backup", "{seen}");
+    assert!(seen["adverts_received"].as_u64().unwrap() >= 50, "{seen}");
+    assert!(
+        seen["rejected"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|n| n == 0),
+        "halb refused some of keepalived's IPv6 adverts: {seen}"
+    );
+    assert!(
+        seen["master"].as_str().unwrap().starts_with("fe80::"),
+        "{seen}"
+    );
+    keepalived.crash();
+    wait_state(&halb, "VI_6", "master", Duration::from_secs(2));
+    assert!(pair.holds(0, VIP6));
+}
