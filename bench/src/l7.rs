@@ -8,7 +8,6 @@
 
 use std::{path::Path, time::Duration};
 
-use anyhow::Context as _;
 use halb_tests::{
     agent::{Agent, BPFFS},
     l7::url_static,
@@ -17,12 +16,20 @@ use halb_tests::{
     scenario::{Mode, Scenario, VIP},
 };
 
-use crate::throughput::{Load, Row, print_rows, wait_ready, wrk};
+use crate::throughput::{Load, Row, print_rows, start_haproxy, wait_ready, wrk};
 
 fn haproxy(scenario: &Scenario, log: bool) -> anyhow::Result<ChildGuard> {
-    let mut config = format!(
-        "global\n  maxconn 8000\n  log stdout format raw local0\n\
-         defaults\n  mode http\n  log global\n  option httplog\n  option forwardfor except 127.0.0.0/8\n  retries 3\n  option redispatch\n  \
+    let (global_log, defaults_log) = if log {
+        (
+            "  log stdout format raw local0\n",
+            "  log global\n  option httplog\n",
+        )
+    } else {
+        ("", "")
+    };
+    let config = format!(
+        "global\n  maxconn 8000\n{global_log}\
+         defaults\n  mode http\n{defaults_log}  option forwardfor except 127.0.0.0/8\n  retries 3\n  option redispatch\n  \
          timeout http-request 10s\n  timeout queue 1m\n  timeout connect 10s\n  timeout client 1m\n  \
          timeout server 1m\n  timeout http-keep-alive 10s\n  timeout check 10s\n  maxconn 3000\n\
          frontend main\n  bind {VIP}:80\n  \
@@ -31,20 +38,7 @@ fn haproxy(scenario: &Scenario, log: bool) -> anyhow::Result<ChildGuard> {
          backend static\n  balance roundrobin\n  server web1 198.18.0.11:80 check inter 2s\n\
          backend app\n  balance leastconn\n  server web2 198.18.0.12:80 check inter 2s\n  server web3 198.18.0.13:80 check inter 2s\n"
     );
-    if !log {
-        config = config.replace("  log stdout format raw local0\n", "");
-        config = config.replace("  log global\n  option httplog\n", "");
-    }
-    let path = std::env::temp_dir().join(format!("halb-bench-l7-{}.cfg", std::process::id()));
-    std::fs::write(&path, config)?;
-    let mut command = scenario.lb.command("haproxy");
-    command.arg("-db").arg("-f").arg(&path);
-    let child = ChildGuard::spawn("haproxy", command, false);
-    let ready = wait_ready(scenario)
-        .with_context(|| format!("haproxy: {}", child.lines().snapshot().join("\n")));
-    let _ = std::fs::remove_file(&path);
-    ready?;
-    Ok(child)
+    start_haproxy(scenario, &config)
 }
 
 pub fn run(halb: &Path, web: &Path, seconds: u32) -> anyhow::Result<()> {

@@ -133,6 +133,12 @@ fn haproxy(scenario: &Scenario) -> anyhow::Result<ChildGuard> {
     for b in &scenario.backends {
         config += &format!("  server {} {}:80\n", b.name, b.addr);
     }
+    start_haproxy(scenario, &config)
+}
+
+/// Runs haproxy with `config` on the scenario's balancer and waits until
+/// the VIP answers through it.
+pub(crate) fn start_haproxy(scenario: &Scenario, config: &str) -> anyhow::Result<ChildGuard> {
     let path = std::env::temp_dir().join(format!("halb-bench-haproxy-{}.cfg", std::process::id()));
     std::fs::write(&path, config)?;
     let mut command = scenario.lb.command("haproxy");
