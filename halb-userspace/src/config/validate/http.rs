@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::{
     BackendConfig, Errors,
     check::parse_duration_at,
-    model,
+    model, parse_cidr,
     service::{BackendContext, backends},
 };
 
@@ -241,11 +241,12 @@ fn settings(raw: &model::Http, errors: &mut Errors<'_, '_>) -> HttpSettings {
         None => Some((IpAddr::from([127, 0, 0, 0]), 8)),
         Some(s) if s.get_ref().is_empty() => None,
         Some(s) => {
-            let parsed = s.get_ref().split_once('/').and_then(|(a, p)| {
-                let ip: IpAddr = a.parse().ok()?;
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                Some((ip, p.parse::<u8>().ok().filter(|p| *p <= max)?))
-            });
+            // A network needs its prefix: a bare address is refused.
+            let parsed = s
+                .get_ref()
+                .contains('/')
+                .then(|| parse_cidr(s.get_ref()))
+                .flatten();
             if parsed.is_none() {
                 errors.at(
                     s.span(),

@@ -404,3 +404,18 @@ fn datapath(raw: model::Datapath, errors: &mut Errors<'_, '_>) -> Datapath {
         udp_timeout,
     }
 }
+
+/// "198.18.0.100/32" (or without a prefix: a host address).
+pub(super) fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+        None => max,
+    };
+    Some((ip, prefix))
+}

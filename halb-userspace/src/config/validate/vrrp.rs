@@ -6,7 +6,7 @@ use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use toml::Spanned;
 
-use super::{Errors, ServiceConfig, check::parse_duration_at, model};
+use super::{Errors, ServiceConfig, check::parse_duration_at, model, parse_cidr};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpConfig {
@@ -260,19 +260,4 @@ pub(super) fn instances(
         });
     }
     out
-}
-
-/// "198.18.0.100/32" (or without a prefix: a host address).
-fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
-    let (addr, prefix) = match text.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (text, None),
-    };
-    let ip: IpAddr = addr.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
-        None => max,
-    };
-    Some((ip, prefix))
 }
