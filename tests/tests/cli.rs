@@ -48,30 +48,62 @@ fn check_reports_every_error_with_file_line_column() {
     );
 }
 
+/// A namespace for `halb run`, and a config in a temporary file with a
+/// pin folder and control socket of its own; `datapath` is the
+/// `[datapath]` table's body, without `pin_dir`.
+struct RunSetup {
+    ns: halb_tests::netns::NetNs,
+    pin_dir: std::path::PathBuf,
+    socket: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl RunSetup {
+    fn new(role: &str, datapath: &str) -> Self {
+        let ns = halb_tests::netns::NetNs::new(role);
+        let name = halb_tests::netns::unique_name(role);
+        let pin_dir = std::path::Path::new("/sys/fs/bpf").join(&name);
+        let socket = std::env::temp_dir().join(format!("{name}.sock"));
+        let config = std::env::temp_dir().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[datapath]\n{datapath}pin_dir = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n",
+                pin_dir.display(),
+                socket.display()
+            ),
+        )
+        .expect("write config");
+        Self {
+            ns,
+            pin_dir,
+            socket,
+            config,
+        }
+    }
+
+    /// `halb ARGS --config <this config>` in the namespace.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.ns.command(halb_bin().to_str().expect("UTF-8"));
+        command.args(args).arg("--config").arg(&self.config);
+        command
+    }
+}
+
+impl Drop for RunSetup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
 #[test]
 fn run_logs_json_lines_when_asked() {
     use std::time::Duration;
 
-    use halb_tests::{netns::NetNs, process::ChildGuard};
+    use halb_tests::process::ChildGuard;
 
-    let ns = NetNs::new("json");
-    let name = halb_tests::netns::unique_name("json");
-    let pin_dir = std::path::Path::new("/sys/fs/bpf").join(&name);
-    let socket = std::env::temp_dir().join(format!("{name}.sock"));
-    let config = std::env::temp_dir().join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[datapath]\ninterfaces = [\"lo\"]\nxdp_mode = \"generic\"\npin_dir = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n",
-            pin_dir.display(),
-            socket.display()
-        ),
-    )
-    .expect("write config");
-    let mut command = ns.command(halb_bin().to_str().expect("UTF-8"));
-    command
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&config);
+    let setup = RunSetup::new("json", "interfaces = [\"lo\"]\nxdp_mode = \"generic\"\n");
+    let command = setup.command(&["run", "--log-format", "json"]);
     let mut agent = ChildGuard::spawn("halb-json", command, false);
     let line = agent
         .lines()
@@ -81,43 +113,22 @@ fn run_logs_json_lines_when_asked() {
     assert_eq!(json["level"], "INFO", "{json}");
     assert_eq!(json["fields"]["message"], "datapath attached", "{json}");
     assert!(agent.stop(Duration::from_secs(5)).success());
-    let _ = std::fs::remove_file(&config);
+    let pin_dir = &setup.pin_dir;
     assert!(!pin_dir.exists(), "{} left pinned", pin_dir.display());
 }
 
 #[test]
 fn a_failed_start_leaves_no_datapath_behind() {
-    use halb_tests::netns::NetNs;
-
-    let ns = NetNs::new("failstart");
-    let name = halb_tests::netns::unique_name("failstart");
-    let pin_dir = std::path::Path::new("/sys/fs/bpf").join(&name);
-    let socket = std::env::temp_dir().join(format!("{name}.sock"));
-    let config = std::env::temp_dir().join(format!("{name}.toml"));
     // No interface nope0 here: loading works, attaching fails.
-    std::fs::write(
-        &config,
-        format!(
-            "[datapath]\ninterfaces = [\"nope0\"]\npin_dir = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n",
-            pin_dir.display(),
-            socket.display()
-        ),
-    )
-    .expect("write config");
-    let out = ns
-        .command(halb_bin().to_str().expect("UTF-8"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run halb");
-    let _ = std::fs::remove_file(&config);
+    let setup = RunSetup::new("failstart", "interfaces = [\"nope0\"]\n");
+    let out = setup.command(&["run"]).output().expect("run halb");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("nope0"), "{stderr}");
     assert!(
-        !pin_dir.exists(),
+        !setup.pin_dir.exists(),
         "{} left pinned: {stderr}",
-        pin_dir.display()
+        setup.pin_dir.display()
     );
-    assert!(!socket.exists());
+    assert!(!setup.socket.exists());
 }
