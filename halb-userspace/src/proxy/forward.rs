@@ -149,7 +149,6 @@ pub async fn handle(
         }
         .boxed(),
     );
-    let headers = upstream_headers(&parts.headers, connection.client, &service.settings);
     let uri = parts
         .uri
         .path_and_query()
@@ -217,7 +216,10 @@ pub async fn handle(
             .uri(uri.as_str())
             .body(body.take().unwrap_or_else(empty))
             .expect("method and URI came from a parsed request");
-        *outgoing.headers_mut() = headers.clone();
+        // Built per attempt from the client's headers (a retry is rare;
+        // a copy kept for it would cost every request).
+        *outgoing.headers_mut() =
+            upstream_headers(&parts.headers, connection.client, &service.settings);
         let active = Active::start(pool.clone(), index);
         let sent = tokio::time::timeout(
             service.settings.timeouts.server,

@@ -99,16 +99,18 @@ impl Routes {
 
     /// The pool (index) for `request`.
     pub fn pick<B>(&self, request: &Request<B>) -> usize {
+        let path = request.uri().path();
+        // Lowered once, for the first rule that ignores case.
+        let mut lowered: Option<String> = None;
         self.rules
             .iter()
             .find(|(rule, _)| {
-                let path = request.uri().path();
                 let path = if rule.ignore_case {
-                    std::borrow::Cow::Owned(path.to_ascii_lowercase())
+                    lowered.get_or_insert_with(|| path.to_ascii_lowercase())
                 } else {
-                    std::borrow::Cow::Borrowed(path)
+                    path
                 };
-                rule.matchers.iter().all(|m| m.holds(request, &path))
+                rule.matchers.iter().all(|m| m.holds(request, path))
             })
             .map_or(self.default, |(_, pool)| *pool)
     }
