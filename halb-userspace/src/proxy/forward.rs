@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -86,31 +86,20 @@ pub async fn handle(
     let started = Instant::now();
     let first = connection.requests.fetch_add(1, Ordering::Relaxed) == 0;
     let pool = service.pools[service.routes.pick(&request)].clone();
-    let mut record = Record {
-        client: connection.client,
-        at: SystemTime::now(),
-        started,
-        frontend: service.name.clone(),
-        backend: format!("{}/<NOSRV>", pool.name),
-        t_request: first.then(|| started.duration_since(connection.accepted)),
-        t_queue: None,
-        t_connect: None,
-        t_response: None,
-        status: 0,
-        bytes: 0,
-        termination: "----",
-        frontend_conns: service.connections.load(Ordering::Relaxed),
-        backend_active: 0,
-        server_active: 0,
-        retries: 0,
-        queue_waiting: 0,
-        request_line: format!(
+    let mut record = Record::new(
+        connection.client,
+        &service.name,
+        service.connections.load(Ordering::Relaxed),
+        &pool.name,
+        format!(
             "{} {} {:?}",
             request.method(),
             request.uri(),
             request.version()
         ),
-    };
+    );
+    record.started = started;
+    record.t_request = first.then(|| started.duration_since(connection.accepted));
 
     // A free slot at once (the usual case) costs no timer.
     let permit = match service.slots.clone().try_acquire_owned() {

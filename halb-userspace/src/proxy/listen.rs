@@ -18,7 +18,7 @@ use std::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::Instant,
 };
 
 use http::StatusCode;
@@ -333,27 +333,16 @@ fn refused(
         tracing::debug!(service = service.name, client = %connection.client, error = %error, "client connection ended");
         return;
     };
-    Record {
-        client: connection.client,
-        at: SystemTime::now(),
-        started: Instant::now(),
-        frontend: service.name.clone(),
-        backend: format!("{}/<NOSRV>", service.name),
-        t_request: None,
-        t_queue: None,
-        t_connect: None,
-        t_response: None,
-        status,
-        bytes: 0,
-        termination,
-        frontend_conns: service.connections.load(Ordering::Relaxed),
-        backend_active: 0,
-        server_active: 0,
-        retries: 0,
-        queue_waiting: 0,
-        request_line: "<BADREQ>".to_owned(),
-    }
-    .emit();
+    let mut record = Record::new(
+        connection.client,
+        &service.name,
+        service.connections.load(Ordering::Relaxed),
+        &service.name,
+        "<BADREQ>".to_owned(),
+    );
+    record.status = status;
+    record.termination = termination;
+    record.emit();
 }
 
 /// A client stream that counts the bytes read from it, and ends an idle

@@ -63,6 +63,37 @@ fn ms(d: Option<Duration>) -> String {
 }
 
 impl Record {
+    /// A request from `client` to `frontend` (with `frontend_conns` open)
+    /// bound for `pool`, no server reached yet, started now.
+    pub fn new(
+        client: SocketAddr,
+        frontend: &str,
+        frontend_conns: usize,
+        pool: &str,
+        request_line: String,
+    ) -> Self {
+        Self {
+            client,
+            at: SystemTime::now(),
+            started: Instant::now(),
+            frontend: frontend.to_owned(),
+            backend: format!("{pool}/<NOSRV>"),
+            t_request: None,
+            t_queue: None,
+            t_connect: None,
+            t_response: None,
+            status: 0,
+            bytes: 0,
+            termination: "----",
+            frontend_conns,
+            backend_active: 0,
+            server_active: 0,
+            retries: 0,
+            queue_waiting: 0,
+            request_line,
+        }
+    }
+
     pub fn line(&self) -> String {
         format!(
             "{} [{}] {} {} {}/{}/{}/{}/{} {} {} - - {} {}/{}/{}/{} {}/0 \"{}\"",
