@@ -23,7 +23,10 @@ pub struct Backend {
     /// DSR: the backend's MAC, when configured; all zero means "ask the
     /// kernel's neighbour table".
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// Id of the service this backend belongs to (a backend id is never
+    /// shared by two services), so that a restarted agent can adopt the
+    /// ids a previous one gave out instead of renumbering.
+    pub service_id: u16,
 }
 const _: () = assert!(core::mem::size_of::<Backend>() == 28);
 

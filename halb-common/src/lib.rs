@@ -9,6 +9,7 @@ pub mod addr;
 pub mod backend;
 pub mod flow;
 pub mod hash;
+pub mod interface;
 pub mod maps;
 pub mod service;
 pub mod stats;

@@ -26,6 +26,9 @@ pub const MAP_NAT: &str = "HALB_NAT";
 pub const MAP_SERVICE_STATS: &str = "HALB_SVC_STATS";
 /// Per-CPU array: backend id -> `TrafficCounters`.
 pub const MAP_BACKEND_STATS: &str = "HALB_BE_STATS";
+/// Hash: ifindex -> `Interface` (the MAC of each interface the program
+/// is attached to).
+pub const MAP_INTERFACES: &str = "HALB_IFACES";
 
 /// Every map the agent pins, by name.
 pub const PINNED_MAPS: &[&str] = &[
@@ -39,6 +42,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_NAT,
     MAP_SERVICE_STATS,
     MAP_BACKEND_STATS,
+    MAP_INTERFACES,
 ];
 
 /// Default folder in bpffs where the agent pins its maps.
@@ -52,6 +56,8 @@ pub const STATS_ENTRIES: u32 = 1;
 /// Compiled-in map sizes; the agent may set others at load time
 /// (`EbpfLoader::map_max_entries`), within what the config allows.
 pub const MAX_SERVICES: u32 = 64;
+/// Interfaces the program can be attached to at once.
+pub const MAX_INTERFACES: u32 = 64;
 pub const MAX_BACKENDS: u32 = 4096;
 /// Rings: two per service (one live, one being filled).
 pub const MAX_RINGS: u32 = 2 * MAX_SERVICES;

@@ -4,7 +4,7 @@ use crate::addr::AddrBe;
 
 /// Key of [`crate::maps::MAP_SERVICES`]: destination address, port and protocol.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     pub addr_be: AddrBe,
     pub port_be: u16,
@@ -51,7 +51,7 @@ const _: () = assert!(core::mem::size_of::<Service>() == 28);
 /// Key of [`crate::maps::MAP_VIPS`]: every address some service listens on,
 /// so fragments and ICMP errors to a VIP can be recognised without ports.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipKey {
     pub addr_be: AddrBe,
     pub family: u8,

@@ -93,6 +93,9 @@ counters! {
         pub pass_icmp: u64,
         /// To the kernel: a fragment, not addressed to a VIP.
         pub pass_fragment: u64,
+        /// To the kernel (which drops it): a unicast frame addressed to
+        /// another host's MAC, flooded here by a switch.
+        pub pass_other_host: u64,
         /// Forwarded to a backend, out of the interface it came in on.
         pub fwd_tx: u64,
         /// Forwarded to a backend through another interface.
@@ -124,4 +127,4 @@ counters! {
         pub drop_map_error: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 20 * 8);
+const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 21 * 8);

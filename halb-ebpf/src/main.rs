@@ -48,6 +48,9 @@ pub fn halb_xdp(ctx: XdpContext) -> u32 {
 // (their frames are siblings, not added up).
 #[inline(always)]
 fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Verdict> {
+    if !parse::eth::addressed_here(ctx) {
+        return Err(Verdict::Pass(Pass::OtherHost));
+    }
     let pkt = parse::packet(ctx, l3)?;
     if pkt.fragment != 0 {
         // Services need whole packets; other fragments are the kernel's.
@@ -83,11 +86,17 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdi
         }
         choice => choice?,
     };
-    stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
-    if svc.mode == MODE_DSR {
-        return dsr::forward(ctx, pkt, &key, &choice);
+    let verdict = if svc.mode == MODE_DSR {
+        dsr::forward(ctx, pkt, &key, &choice)?
+    } else {
+        nat::forward(ctx, pkt, &key, &svc, &choice)?
+    };
+    // Counted once it is sure to leave: a packet dropped for want of a
+    // route, a neighbour or a NAT port was not served, nor a new flow.
+    if verdict.action() != aya_ebpf::bindings::xdp_action::XDP_ABORTED {
+        stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
     }
-    nat::forward(ctx, pkt, &key, &svc, &choice)
+    Ok(verdict)
 }
 
 /// Not a service's packet: a backend's reply to a NAT flow, or the kernel's.

@@ -12,10 +12,12 @@ use aya_ebpf::{
 use halb_common::{
     backend::Backend,
     flow::{Flow, FlowKey, NatEntry},
+    interface::Interface,
     maps::{
         DEFAULT_NAT_PORT_MAX, DEFAULT_NAT_PORT_MIN, DEFAULT_RING_SIZE,
         DEFAULT_TCP_CLOSING_TIMEOUT_NS, DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS,
-        MAX_BACKENDS, MAX_FLOWS, MAX_NAT, MAX_SERVICES, RING_ENTRIES, STATS_ENTRIES,
+        MAX_BACKENDS, MAX_FLOWS, MAX_INTERFACES, MAX_NAT, MAX_SERVICES, RING_ENTRIES,
+        STATS_ENTRIES,
     },
     service::{Service, ServiceKey, Vip, VipKey},
     stats::{PacketCounters, TrafficCounters, VerdictCounters},
@@ -58,6 +60,9 @@ pub static HALB_SVC_STATS: PerCpuArray<TrafficCounters, { MAX_SERVICES as usize 
 #[btf_map]
 pub static HALB_BE_STATS: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }> =
     PerCpuArray::new();
+
+#[btf_map]
+pub static HALB_IFACES: HashMap<u32, Interface, { MAX_INTERFACES as usize }> = HashMap::new();
 
 /// Per-CPU scratch space for the parsed packet and the route lookup's
 /// argument (not pinned: each loaded program has its own).

@@ -59,6 +59,7 @@ pub fn count_verdict(verdict: &Verdict) {
         Verdict::Pass(Pass::Ipv6Ext) => &mut c.pass_ipv6_ext,
         Verdict::Pass(Pass::Icmp) => &mut c.pass_icmp,
         Verdict::Pass(Pass::Fragment) => &mut c.pass_fragment,
+        Verdict::Pass(Pass::OtherHost) => &mut c.pass_other_host,
         Verdict::Forward(Direction::ToBackend, Egress::Tx) => &mut c.fwd_tx,
         Verdict::Forward(Direction::ToBackend, Egress::Redirect(_)) => &mut c.fwd_redirect,
         Verdict::Forward(Direction::Reply, Egress::Tx) => &mut c.reply_tx,

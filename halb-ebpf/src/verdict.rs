@@ -12,6 +12,7 @@ pub enum Pass {
     Ipv6Ext,
     Icmp,
     Fragment,
+    OtherHost,
 }
 
 /// Why a packet is dropped.

@@ -202,7 +202,8 @@ async fn start(
     config: &ValidatedConfig,
 ) -> Result<Started, AgentError> {
     let log_task = tokio::spawn(datapath.log_pump()?.run());
-    let mut sync = Sync::new(config.datapath.maglev_table_size);
+    // Ids, rings and drains a previous agent left pinned are kept.
+    let mut sync = Sync::adopt(&datapath.maps, config.datapath.maglev_table_size)?;
     sync.apply(&mut datapath.maps, &config.services)?;
     for service in sync.services() {
         tracing::info!(

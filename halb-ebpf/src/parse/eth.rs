@@ -3,6 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 
 use super::ptr_at;
+use crate::maps::HALB_IFACES;
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IPV4: u16 = 0x0800;
@@ -38,5 +39,30 @@ pub fn ethertype(ctx: &XdpContext) -> L3 {
         ETH_P_IPV6 => L3::Ipv6,
         ETH_P_ARP => L3::Arp,
         _ => L3::Other,
+    }
+}
+
+/// Whether the frame is this interface's to handle: addressed to its own
+/// MAC or to a group (broadcast, multicast). A switch that has not learnt
+/// a destination MAC floods the frame to every port, which happens while
+/// a VIP moves between nodes; forwarding such a frame here as well would
+/// answer the client twice. An interface the agent has not described (as
+/// in BPF_PROG_RUN) takes every frame.
+#[inline(always)]
+pub fn addressed_here(ctx: &XdpContext) -> bool {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return true;
+    };
+    // SAFETY: ptr_at checked that a whole EthHdr lies before data_end.
+    let dst = unsafe { (*eth).dst };
+    // IEEE 802: the I/G bit, the lowest of the first octet, marks a group.
+    if dst[0] & 1 != 0 {
+        return true;
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: a read-only lookup; the value is copied at once.
+    match unsafe { HALB_IFACES.get(&ifindex) } {
+        Some(iface) => iface.mac == dst,
+        None => true,
     }
 }

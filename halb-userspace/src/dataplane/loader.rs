@@ -17,15 +17,17 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
+use halb_common::interface::Interface;
 use halb_common::maps::{
     GLOBAL_NAT_PORT_MAX, GLOBAL_NAT_PORT_MIN, GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS,
-    GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS, MAP_RINGS, MAX_RINGS, PINNED_MAPS, PROGRAM_XDP,
+    GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS, MAP_INTERFACES, MAP_RINGS, MAX_RINGS,
+    PINNED_MAPS, PROGRAM_XDP,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
     bpffs,
-    maps::{DatapathMaps, MapsError, pin_path},
+    maps::{DatapathMaps, MapsError, pin_path, updated},
 };
 use crate::config::validate::{Datapath, DatapathLogLevel, XdpMode};
 
@@ -71,6 +73,12 @@ pub enum DataplaneError {
         mode: XdpMode,
         #[source]
         source: ProgramError,
+    },
+    #[error("cannot read interface {interface}'s index and MAC: {source}")]
+    Describe {
+        interface: String,
+        #[source]
+        source: io::Error,
     },
     #[error("cannot manage the XDP link: {0}")]
     Link(String),
@@ -235,6 +243,7 @@ impl LoadedDatapath {
             XdpMode::Generic => AyaXdpMode::Skb,
         };
         for interface in interfaces {
+            self.describe_interface(interface)?;
             let attach_error = |source| DataplaneError::Attach {
                 interface: interface.clone(),
                 mode,
@@ -279,6 +288,21 @@ impl LoadedDatapath {
                 pin,
             });
         }
+        Ok(())
+    }
+
+    /// Tells the program `interface`'s MAC, so that it leaves frames
+    /// addressed to other hosts alone.
+    fn describe_interface(&mut self, interface: &str) -> Result<(), DataplaneError> {
+        let describe_error = |source: io::Error| DataplaneError::Describe {
+            interface: interface.to_owned(),
+            source,
+        };
+        let index = crate::net::addr::interface_index(interface)
+            .ok_or_else(|| describe_error(io::ErrorKind::NotFound.into()))?;
+        let mac = crate::net::iface::mac(interface).map_err(describe_error)?;
+        let value = Interface { mac, _pad: [0; 2] };
+        updated(MAP_INTERFACES, self.maps.interfaces.insert(index, value, 0))?;
         Ok(())
     }
 

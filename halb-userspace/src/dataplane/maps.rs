@@ -11,9 +11,10 @@ use aya::{
 use halb_common::{
     backend::Backend,
     flow::{Flow, FlowKey, NatEntry},
+    interface::Interface,
     maps::{
-        MAP_BACKEND_STATS, MAP_BACKENDS, MAP_FLOWS, MAP_NAT, MAP_RINGS, MAP_SERVICE_STATS,
-        MAP_SERVICES, MAP_STATS, MAP_VERDICTS, MAP_VIPS, STATS_INDEX_RX,
+        MAP_BACKEND_STATS, MAP_BACKENDS, MAP_FLOWS, MAP_INTERFACES, MAP_NAT, MAP_RINGS,
+        MAP_SERVICE_STATS, MAP_SERVICES, MAP_STATS, MAP_VERDICTS, MAP_VIPS, STATS_INDEX_RX,
     },
     service::{Service, ServiceKey, Vip, VipKey},
     stats::{PacketCounters, TrafficCounters, VerdictCounters},
@@ -41,6 +42,12 @@ pub enum MapsError {
         #[source]
         source: MapError,
     },
+    #[error("cannot read or write map {map} in a batch: {source}")]
+    Batch {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot update map {map}: {source}")]
     Update {
         map: &'static str,
@@ -66,6 +73,7 @@ pub struct DatapathMaps {
     pub verdicts: PerCpuArray<MapData, VerdictCounters>,
     pub service_stats: PerCpuArray<MapData, TrafficCounters>,
     pub backend_stats: PerCpuArray<MapData, TrafficCounters>,
+    pub interfaces: HashMap<MapData, u32, Interface>,
 }
 
 impl DatapathMaps {
@@ -94,6 +102,7 @@ impl DatapathMaps {
             verdicts: typed(MAP_VERDICTS, get(MAP_VERDICTS)?)?,
             service_stats: typed(MAP_SERVICE_STATS, get(MAP_SERVICE_STATS)?)?,
             backend_stats: typed(MAP_BACKEND_STATS, get(MAP_BACKEND_STATS)?)?,
+            interfaces: typed(MAP_INTERFACES, get(MAP_INTERFACES)?)?,
         })
     }
 

@@ -2,16 +2,22 @@
 //! their Maglev rings. Changes are applied as differences, so services and
 //! backends that stay keep their ids, their counters and their flows.
 //!
+//! Ids outlive the agent: at start the sync adopts what the pinned maps
+//! hold (service ids by service key, backend ids by owning service and
+//! address, both rings' contents), so neither a reload nor a restart
+//! renumbers anything a tracked flow points at. A freed id is reused last.
+//!
 //! A ring is never edited while the XDP program reads it: the new table is
-//! written into the service's spare ring, then the service entry, one map
-//! element updated atomically, switches to it.
+//! written into the service's spare ring (only the slots where the spare
+//! differs, in one batch), then the service entry, one map element updated
+//! atomically, switches to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use halb_common::{
     addr::{PROTO_TCP, PROTO_UDP},
-    backend::{BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UNUSED, BACKEND_UP, Backend},
-    maps::{MAP_BACKENDS, MAP_RINGS, MAP_SERVICES, MAP_VIPS, MAX_BACKENDS, MAX_SERVICES},
+    backend::{BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend},
+    maps::{MAX_BACKENDS, MAX_SERVICES},
     service::{
         MODE_DSR, MODE_NAT, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_LAYER7,
         SERVICE_F_RESET_WHEN_DOWN, SERVICE_F_SOURCE_AFFINITY, Service, ServiceKey, Vip, VipKey,
@@ -20,7 +26,8 @@ use halb_common::{
 
 use super::{
     maglev,
-    maps::{DatapathMaps, MapsError, addr_be, updated},
+    maps::{MapsError, addr_be, ip_from_be},
+    writer::MapWriter,
 };
 use crate::config::validate::{Affinity, AllDown, BackendConfig, Mode, Protocol, ServiceConfig};
 
@@ -55,6 +62,14 @@ impl BackendState {
             BackendState::Down => BACKEND_DOWN,
         }
     }
+
+    fn from_raw(raw: u8) -> Self {
+        match raw {
+            BACKEND_DRAINING => BackendState::Draining,
+            BACKEND_DOWN => BackendState::Down,
+            _ => BackendState::Up,
+        }
+    }
 }
 
 /// What is in the maps for one service.
@@ -65,7 +80,11 @@ pub struct AppliedService {
     pub key: ServiceKey,
     pub value: Service,
     pub backends: Vec<AppliedBackend>,
+    /// The table the live ring holds.
     table: Vec<u32>,
+    /// What the spare ring holds, when known: only slots that differ from
+    /// it are written when it becomes the live one.
+    spare: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,18 +94,65 @@ pub struct AppliedBackend {
     pub state: BackendState,
 }
 
+/// A service a previous agent left in the pinned maps, not yet matched
+/// with the config.
+#[derive(Debug)]
+struct Adopted {
+    value: Service,
+    backends: Vec<(u32, Backend)>,
+    table: Vec<u32>,
+    spare: Vec<u32>,
+}
+
 /// The agent's record of what it wrote into the maps.
 pub struct Sync {
     ring_size: u32,
     services: BTreeMap<String, AppliedService>,
+    adopted: HashMap<ServiceKey, Adopted>,
+    /// Where the search for a free backend id starts: just past the last
+    /// one given out, so an id freed by a reload is reused last.
+    next_backend_id: u32,
 }
 
 impl Sync {
+    /// A sync for empty maps.
     pub fn new(ring_size: u32) -> Self {
         Self {
             ring_size,
             services: BTreeMap::new(),
+            adopted: HashMap::new(),
+            next_backend_id: 0,
         }
+    }
+
+    /// A sync that starts from what `maps` already hold (pinned by a
+    /// previous agent): the next [`Sync::apply`] keeps every id, ring and
+    /// backend state that the config still names.
+    pub fn adopt(maps: &impl MapWriter, ring_size: u32) -> Result<Self, SyncError> {
+        let mut sync = Self::new(ring_size);
+        let backends = maps.backends()?;
+        sync.next_backend_id =
+            backends.iter().map(|(id, _)| id + 1).max().unwrap_or(0) % MAX_BACKENDS;
+        for (key, value) in maps.services()? {
+            let live = value.ring_id;
+            let spare = if live == 2 * value.id {
+                live + 1
+            } else {
+                2 * value.id
+            };
+            let adopted = Adopted {
+                value,
+                backends: backends
+                    .iter()
+                    .filter(|(_, b)| u32::from(b.service_id) == value.id)
+                    .copied()
+                    .collect(),
+                table: maps.ring(live, ring_size)?,
+                spare: maps.ring(spare, ring_size)?,
+            };
+            sync.adopted.insert(key, adopted);
+        }
+        Ok(sync)
     }
 
     pub fn services(&self) -> impl Iterator<Item = &AppliedService> {
@@ -101,7 +167,7 @@ impl Sync {
     /// backends, rebuilding only the rings whose backend set changed.
     pub fn apply(
         &mut self,
-        maps: &mut DatapathMaps,
+        maps: &mut impl MapWriter,
         wanted: &[ServiceConfig],
     ) -> Result<(), SyncError> {
         let wanted_names: BTreeSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
@@ -125,11 +191,18 @@ impl Sync {
             }
             self.upsert(maps, config)?;
         }
-        // Entries no longer configured (e.g. left by a previous agent).
-        let keys: Vec<ServiceKey> = maps.services.keys().filter_map(Result::ok).collect();
+        // What a previous agent left that the config no longer names.
+        for (key, adopted) in std::mem::take(&mut self.adopted) {
+            maps.remove_service(&key)?;
+            for (id, _) in adopted.backends {
+                maps.set_backend(id, Backend::default())?;
+            }
+        }
         let live: HashSet<ServiceKey> = self.services.values().map(|s| s.key).collect();
-        for key in keys.into_iter().filter(|k| !live.contains(k)) {
-            updated(MAP_SERVICES, maps.services.remove(&key))?;
+        for (key, _) in maps.services()? {
+            if !live.contains(&key) {
+                maps.remove_service(&key)?;
+            }
         }
         self.write_vips(maps)
     }
@@ -137,7 +210,7 @@ impl Sync {
     /// Sets one backend's state and republishes its service's ring.
     pub fn set_backend_state(
         &mut self,
-        maps: &mut DatapathMaps,
+        maps: &mut impl MapWriter,
         service: &str,
         backend: std::net::SocketAddr,
         state: BackendState,
@@ -147,6 +220,7 @@ impl Sync {
             .services
             .get_mut(service)
             .ok_or_else(|| SyncError::UnknownService(service.to_owned()))?;
+        let service_id = applied.id;
         let b = applied
             .backends
             .iter_mut()
@@ -156,28 +230,63 @@ impl Sync {
                 backend: backend.to_string(),
             })?;
         b.state = state;
-        let (id, value) = (b.id, backend_value(&b.config, state));
+        let (id, value) = (b.id, backend_value(&b.config, state, service_id));
         // Never let the live ring name a backend the datapath would refuse:
         // one coming up is marked up before the ring takes it in; one going
         // away leaves the ring before it is marked.
         if state == BackendState::Up {
-            updated(MAP_BACKENDS, maps.backends.set(id, value, 0))?;
+            maps.set_backend(id, value)?;
             publish_ring(maps, applied, ring_size)
         } else {
             publish_ring(maps, applied, ring_size)?;
-            updated(MAP_BACKENDS, maps.backends.set(id, value, 0))?;
+            maps.set_backend(id, value)?;
             Ok(())
         }
     }
 
-    fn upsert(&mut self, maps: &mut DatapathMaps, config: &ServiceConfig) -> Result<(), SyncError> {
+    /// Backends a previous agent left draining, by service and address:
+    /// the operator's drain outlives a restart.
+    pub fn draining(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.services
+            .values()
+            .flat_map(|s| {
+                s.backends
+                    .iter()
+                    .filter(|b| b.state == BackendState::Draining)
+                    .map(|b| {
+                        (
+                            s.config.name.clone(),
+                            std::net::SocketAddr::new(b.config.address, b.config.port),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    fn upsert(
+        &mut self,
+        maps: &mut impl MapWriter,
+        config: &ServiceConfig,
+    ) -> Result<(), SyncError> {
         let ring_size = self.ring_size;
-        let id = match self.services.get(&config.name) {
-            Some(s) => s.id,
+        let key = service_key(config);
+        let previous = match self.services.remove(&config.name) {
+            Some(p) => Some(p),
+            None => self
+                .adopted
+                .remove(&key)
+                .map(|a| adopted_service(a, key, config)),
+        };
+        let id = match &previous {
+            Some(p) => p.id,
             None => self.free_service_id()?,
         };
-        let previous = self.services.remove(&config.name);
+        // Every id some ring may still name is taken: other services',
+        // adopted ones', and this service's own until its ring switches.
         let mut used = self.used_backend_ids();
+        if let Some(p) = &previous {
+            used.extend(p.backends.iter().map(|b| b.id));
+        }
         let mut backends = Vec::new();
         for b in &config.backends {
             let kept = previous.as_ref().and_then(|p| {
@@ -187,36 +296,25 @@ impl Sync {
             });
             let (bid, state) = match kept {
                 Some(old) => (old.id, old.state),
-                None => (
-                    free_id(&mut used, MAX_BACKENDS, "backend")?,
-                    BackendState::Up,
-                ),
+                None => {
+                    let bid = free_id(&used, self.next_backend_id, MAX_BACKENDS, "backend")?;
+                    self.next_backend_id = (bid + 1) % MAX_BACKENDS;
+                    (bid, BackendState::Up)
+                }
             };
             used.insert(bid);
-            updated(
-                MAP_BACKENDS,
-                maps.backends.set(bid, backend_value(b, state), 0),
-            )?;
+            maps.set_backend(bid, backend_value(b, state, id))?;
             backends.push(AppliedBackend {
                 id: bid,
                 config: b.clone(),
                 state,
             });
         }
-        let key = service_key(config);
-        // Rings 2*id and 2*id+1 belong to this service; keep the live one,
-        // also when it was a previous agent's (adopted maps): the new table
-        // must go into the ring packets are not reading.
-        let live_ring = match &previous {
-            Some(p) => p.value.ring_id,
-            None => match maps.services.get(&key, 0) {
-                Ok(existing) if existing.ring_id / 2 == id => existing.ring_id,
-                _ => 2 * id,
-            },
-        };
+        // Rings 2*id and 2*id+1 belong to this service; the new table must
+        // go into the one packets are not reading.
         let value = Service {
             id,
-            ring_id: live_ring,
+            ring_id: previous.as_ref().map_or(2 * id, |p| p.value.ring_id),
             mode: match config.mode {
                 Mode::Dsr => MODE_DSR,
                 Mode::Nat { .. } | Mode::NatKeepClient => MODE_NAT,
@@ -228,27 +326,25 @@ impl Sync {
                 _ => [0; 4],
             },
         };
+        let (table, spare) = match &previous {
+            Some(p) => (p.table.clone(), p.spare.clone()),
+            None => (Vec::new(), None),
+        };
         let mut applied = AppliedService {
             id,
             config: config.clone(),
             key,
             value,
             backends,
-            table: previous
-                .as_ref()
-                .map(|p| p.table.clone())
-                .unwrap_or_default(),
+            table,
+            spare,
         };
         publish_ring(maps, &mut applied, ring_size)?;
         // Backends the service no longer has: after the switch, no ring names them.
         if let Some(previous) = previous {
             for old in previous.backends {
                 if !applied.backends.iter().any(|b| b.id == old.id) {
-                    let unused = Backend {
-                        state: BACKEND_UNUSED,
-                        ..Backend::default()
-                    };
-                    updated(MAP_BACKENDS, maps.backends.set(old.id, unused, 0))?;
+                    maps.set_backend(old.id, Backend::default())?;
                 }
             }
         }
@@ -256,28 +352,18 @@ impl Sync {
         Ok(())
     }
 
-    fn remove(&mut self, maps: &mut DatapathMaps, name: &str) -> Result<(), SyncError> {
+    fn remove(&mut self, maps: &mut impl MapWriter, name: &str) -> Result<(), SyncError> {
         let Some(service) = self.services.remove(name) else {
             return Ok(());
         };
-        match maps.services.remove(&service.key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(source) => {
-                return Err(MapsError::Update {
-                    map: MAP_SERVICES,
-                    source,
-                }
-                .into());
-            }
-        }
+        maps.remove_service(&service.key)?;
         for b in service.backends {
-            let unused = Backend::default();
-            updated(MAP_BACKENDS, maps.backends.set(b.id, unused, 0))?;
+            maps.set_backend(b.id, Backend::default())?;
         }
         Ok(())
     }
 
-    fn write_vips(&self, maps: &mut DatapathMaps) -> Result<(), SyncError> {
+    fn write_vips(&self, maps: &mut impl MapWriter) -> Result<(), SyncError> {
         let mut counts: HashMap<VipKey, u32> = HashMap::new();
         for s in self.services.values() {
             let key = VipKey {
@@ -287,42 +373,86 @@ impl Sync {
             };
             *counts.entry(key).or_default() += 1;
         }
-        let existing: Vec<VipKey> = maps.vips.keys().filter_map(Result::ok).collect();
-        for key in existing.iter().filter(|k| !counts.contains_key(k)) {
-            updated(MAP_VIPS, maps.vips.remove(key))?;
+        for key in maps.vips()?.iter().filter(|k| !counts.contains_key(k)) {
+            maps.remove_vip(key)?;
         }
         for (key, services) in counts {
-            updated(MAP_VIPS, maps.vips.insert(key, Vip { services }, 0))?;
+            maps.set_vip(key, Vip { services })?;
         }
         Ok(())
     }
 
     fn free_service_id(&self) -> Result<u32, SyncError> {
-        let mut used: BTreeSet<u32> = self.services.values().map(|s| s.id).collect();
-        free_id(&mut used, MAX_SERVICES, "service")
+        let used: BTreeSet<u32> = self
+            .services
+            .values()
+            .map(|s| s.id)
+            .chain(self.adopted.values().map(|a| a.value.id))
+            .collect();
+        free_id(&used, 0, MAX_SERVICES, "service")
     }
 
     fn used_backend_ids(&self) -> BTreeSet<u32> {
         self.services
             .values()
             .flat_map(|s| s.backends.iter().map(|b| b.id))
+            .chain(
+                self.adopted
+                    .values()
+                    .flat_map(|a| a.backends.iter().map(|(id, _)| *id)),
+            )
             .collect()
     }
 }
 
-fn free_id(used: &mut BTreeSet<u32>, max: u32, what: &'static str) -> Result<u32, SyncError> {
-    let id = (0..max)
+/// An adopted service as if this agent had applied it: its backends that
+/// the config still names keep their ids and states.
+fn adopted_service(adopted: Adopted, key: ServiceKey, config: &ServiceConfig) -> AppliedService {
+    let backends = adopted
+        .backends
+        .iter()
+        .map(|(id, b)| AppliedBackend {
+            id: *id,
+            // Only the address and port are compared with the config's.
+            config: BackendConfig {
+                address: ip_from_be(&b.addr_be, b.family),
+                port: u16::from_be(b.port_be),
+                weight: 0,
+                mac: None,
+                check: None,
+            },
+            state: BackendState::from_raw(b.state),
+        })
+        .collect();
+    AppliedService {
+        id: adopted.value.id,
+        config: config.clone(),
+        key,
+        value: adopted.value,
+        backends,
+        table: adopted.table,
+        spare: Some(adopted.spare),
+    }
+}
+
+/// The first free id from `start` on, wrapping around below `max`.
+fn free_id(
+    used: &BTreeSet<u32>,
+    start: u32,
+    max: u32,
+    what: &'static str,
+) -> Result<u32, SyncError> {
+    (start..max)
+        .chain(0..start)
         .find(|id| !used.contains(id))
-        .ok_or(SyncError::IdsExhausted { what, max })?;
-    used.insert(id);
-    Ok(id)
+        .ok_or(SyncError::IdsExhausted { what, max })
 }
 
 /// Rebuilds the service's Maglev table from its backends that are up; when
 /// it differs from the live one, writes it into the spare ring and switches.
 /// Always (re)writes the service entry, which carries the live ring.
 fn publish_ring(
-    maps: &mut DatapathMaps,
+    maps: &mut impl MapWriter,
     service: &mut AppliedService,
     ring_size: u32,
 ) -> Result<(), SyncError> {
@@ -344,20 +474,27 @@ fn publish_ring(
         } else {
             2 * service.id
         };
-        let base = spare * ring_size;
-        for (slot, backend_id) in table.iter().enumerate() {
-            updated(
-                MAP_RINGS,
-                maps.rings.set(base + slot as u32, *backend_id, 0),
-            )?;
+        let changed: Vec<(u32, u32)> = match &service.spare {
+            Some(old) if old.len() == table.len() => table
+                .iter()
+                .zip(old)
+                .enumerate()
+                .filter(|(_, (new, old))| new != old)
+                .map(|(slot, (new, _))| (slot as u32, *new))
+                .collect(),
+            _ => table
+                .iter()
+                .enumerate()
+                .map(|(slot, id)| (slot as u32, *id))
+                .collect(),
+        };
+        if !changed.is_empty() {
+            maps.set_ring_slots(spare, ring_size, &changed)?;
         }
         service.value.ring_id = spare;
-        service.table = table;
+        service.spare = Some(std::mem::replace(&mut service.table, table));
     }
-    updated(
-        MAP_SERVICES,
-        maps.services.insert(service.key, service.value, 0),
-    )?;
+    maps.set_service(service.key, service.value)?;
     Ok(())
 }
 
@@ -400,7 +537,7 @@ fn service_flags(config: &ServiceConfig) -> u8 {
     flags
 }
 
-fn backend_value(config: &BackendConfig, state: BackendState) -> Backend {
+fn backend_value(config: &BackendConfig, state: BackendState, service_id: u32) -> Backend {
     let (addr_be, family) = addr_be(config.address);
     Backend {
         addr_be,
@@ -408,6 +545,10 @@ fn backend_value(config: &BackendConfig, state: BackendState) -> Backend {
         family,
         state: state.raw(),
         mac: config.mac.unwrap_or([0; 6]),
-        _pad: [0; 2],
+        service_id: service_id as u16,
     }
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

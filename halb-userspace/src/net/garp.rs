@@ -97,7 +97,7 @@ pub fn announce(interface: &str, addr: IpAddr) -> Result<(), GarpError> {
     }
     // SAFETY: a new fd the kernel just returned.
     let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mac = hardware_address(&socket, interface).map_err(send_error)?;
+    let mac = crate::net::iface::mac(interface).map_err(send_error)?;
     for frame in frames(addr, mac) {
         // SAFETY: sockaddr_ll is plain old data.
         let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -121,26 +121,6 @@ pub fn announce(interface: &str, addr: IpAddr) -> Result<(), GarpError> {
         }
     }
     Ok(())
-}
-
-/// The MAC of `interface` (SIOCGIFHWADDR), in this thread's namespace.
-fn hardware_address(socket: &OwnedFd, interface: &str) -> io::Result<[u8; 6]> {
-    // SAFETY: ifreq is plain old data.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in request.ifr_name.iter_mut().zip(interface.bytes().take(15)) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: a valid ifreq for SIOCGIFHWADDR on an open socket.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: SIOCGIFHWADDR filled the hardware address member.
-    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (m, d) in mac.iter_mut().zip(data.iter()) {
-        *m = *d as u8;
-    }
-    Ok(mac)
 }
 
 #[cfg(test)]

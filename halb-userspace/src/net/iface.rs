@@ -38,6 +38,36 @@ pub fn is_running(interface: &str) -> Option<bool> {
     Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
 }
 
+/// The MAC of `interface` (SIOCGIFHWADDR), in this thread's namespace.
+pub fn mac(interface: &str) -> io::Result<[u8; 6]> {
+    // SAFETY: a plain socket(2) call; the fd is owned at once.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd the kernel just returned.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if interface.len() >= request.ifr_name.len() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(interface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a valid ifreq for SIOCGIFHWADDR on an open socket.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware address member.
+    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok(mac)
+}
+
 /// The addresses on `interface`, in the order the kernel lists them.
 pub fn addresses(interface: &str) -> io::Result<Vec<IpAddr>> {
     let wanted = CString::new(interface).map_err(|_| io::ErrorKind::InvalidInput)?;
