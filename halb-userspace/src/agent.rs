@@ -24,9 +24,10 @@ use crate::{
     },
     dataplane::{
         DataplaneError, LoadOptions, LoadedDatapath,
-        sync::{BackendState, Sync, SyncError},
+        sync::{Sync, SyncError},
     },
     health::{Checks, Health, HealthChange},
+    metrics::{MetricsServer, PageRequest, server::MetricsError},
     net::{
         forwarding::{self, ForwardingError},
         neighbours::{NeighbourError, Neighbours},
@@ -54,12 +55,8 @@ pub enum AgentError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Proxy(#[from] ListenError),
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Metrics {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Everything the running agent owns.
@@ -78,6 +75,7 @@ struct Agent {
 }
 
 const INTERFACE_POLL: Duration = Duration::from_millis(200);
+const ROUTE_RETRY: Duration = Duration::from_secs(2);
 
 /// Runs the agent with the config read from `config_path` until SIGINT,
 /// SIGTERM or `halb stop`, then detaches the datapath (or, with
@@ -107,11 +105,13 @@ pub async fn run(
     };
     let Started {
         log_task,
+        unresolved,
         sync,
         neighbours,
         proxy,
         routers,
-        metrics,
+        _metrics,
+        mut pages,
     } = started;
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
     let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_, _| {
@@ -130,7 +130,16 @@ pub async fn run(
         routers,
         proxy,
     };
+    // A drain outlives a restart: the pinned backend says so.
+    for (service, backend) in agent.sync.draining() {
+        tracing::info!(service, %backend, "backend still drained, as the previous agent left it");
+        agent.states.set_admin(&service, backend, Admin::Drained);
+    }
+    agent.note_routes(unresolved, &[]);
+    agent.reconcile_states()?;
     let mut sample = tokio::time::interval(Duration::from_secs(1));
+    // Backends without a route are looked at again this often.
+    let mut route_retry = tokio::time::interval(ROUTE_RETRY);
     // Tracked interfaces are looked at this often (a link going down is
     // seen within it; keepalived hears it from netlink at once).
     let mut interface_poll = tokio::time::interval(INTERFACE_POLL);
@@ -140,10 +149,10 @@ pub async fn run(
             Some(change) = health_rx.recv() => agent.apply_health(change)?,
             _ = sample.tick() => agent.rates.sample(&agent.datapath, &agent.sync),
             _ = interface_poll.tick(), if !agent.routers.is_empty() => agent.routers.poll_interfaces(),
-            Ok((stream, _)) = accept(metrics.as_ref()) => {
-                let status = agent.status();
+            _ = route_retry.tick(), if !agent.states.unroutable().is_empty() => agent.retry_routes().await?,
+            Some(page) = pages.recv() => {
                 let packets = agent.datapath.maps.packet_counters().unwrap_or_default();
-                crate::metrics::serve(stream, || crate::metrics::render(&status, &packets)).await;
+                let _ = page.send(crate::metrics::render(&agent.status(), &packets));
             }
             _ = sighup.recv() => {
                 if let Err(message) = agent.reload().await {
@@ -156,7 +165,7 @@ pub async fn run(
                     Ok(request) => agent.handle(request).await,
                     Err(message) => (Response::Error { message }, false),
                 };
-                pending.answer(&response).await;
+                pending.answer(&response);
                 if stop {
                     break "halb stop";
                 }
@@ -188,11 +197,15 @@ pub async fn run(
 /// What starting the subsystems around a loaded datapath yields.
 struct Started {
     log_task: tokio::task::JoinHandle<()>,
+    /// Backends without a route, with why: down until one appears.
+    unresolved: Vec<(std::net::IpAddr, NeighbourError)>,
     sync: Sync,
     neighbours: Neighbours,
     proxy: Proxy,
     routers: Routers,
-    metrics: Option<tokio::net::TcpListener>,
+    /// Serves in tasks of its own; the agent renders pages on request.
+    _metrics: Option<MetricsServer>,
+    pages: mpsc::Receiver<PageRequest>,
 }
 
 /// Programs the services, attaches the datapath and starts the proxy,
@@ -216,9 +229,9 @@ async fn start(
     }
     forwarding::enable(&config.datapath.interfaces)?;
     let mut neighbours = Neighbours::connect()?;
-    neighbours
+    let unresolved = neighbours
         .keep_resolved(backend_addresses(&config.services))
-        .await?;
+        .await;
     datapath.attach(&config.datapath.interfaces, config.datapath.xdp_mode)?;
     tracing::info!(
         pin_dir = %config.datapath.pin_dir.display(),
@@ -230,34 +243,25 @@ async fn start(
     // Every backend starts up (checks report only changes), so no service
     // is down yet; the election starts once the datapath can serve.
     let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
+    let (page_tx, pages) = mpsc::channel(16);
     let metrics = match config.admin.metrics {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| AgentError::Metrics { addr, source })?;
+            let server = MetricsServer::start(addr, page_tx).await?;
             tracing::info!(%addr, "metrics at /metrics");
-            Some(listener)
+            Some(server)
         }
         None => None,
     };
     Ok(Started {
         log_task,
+        unresolved,
         sync,
         neighbours,
         proxy,
         routers,
-        metrics,
+        _metrics: metrics,
+        pages,
     })
-}
-
-/// The next metrics connection, or never when metrics are off.
-async fn accept(
-    listener: Option<&tokio::net::TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The services whose backends are health-checked: layer-4 services, and
@@ -369,27 +373,16 @@ impl Agent {
             .collect();
         self.states.retain_services(&names);
         self.config.services = new.services;
-        // Backends that stay keep their health and drain; reapply them.
-        let pairs: Vec<(String, SocketAddr)> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| {
-                s.backends
-                    .iter()
-                    .map(|b| (s.name.clone(), SocketAddr::new(b.address, b.port)))
-            })
+        let addresses: BTreeSet<std::net::IpAddr> = backend_addresses(&self.config.services)
+            .into_iter()
             .collect();
-        for (service, backend) in &pairs {
-            if self.states.datapath_state(service, *backend) != BackendState::Up {
-                self.push_state(service, *backend)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        self.neighbours
-            .keep_resolved(backend_addresses(&self.config.services))
-            .await
-            .map_err(|e| e.to_string())?;
+        self.states.retain_addresses(&addresses);
+        let was_unroutable = self.states.unroutable();
+        let unresolved = self.neighbours.keep_resolved(addresses).await;
+        self.note_routes(unresolved, &was_unroutable);
+        // Backends that stay keep their health, drain and route; new ones
+        // get theirs.
+        self.reconcile_states().map_err(|e| e.to_string())?;
         self.proxy
             .reload(&self.config.services)
             .await
@@ -420,10 +413,64 @@ impl Agent {
             "reloaded {}: {} services, {} backends",
             self.config_path.display(),
             self.config.services.len(),
-            pairs.len()
+            self.config
+                .services
+                .iter()
+                .map(|s| s.backends.len())
+                .sum::<usize>()
         );
         tracing::info!("{message}");
         Ok(message)
+    }
+
+    /// Records which backends have no route: `unresolved` now, out of
+    /// `retried` (those that had none before and were tried again).
+    fn note_routes(
+        &mut self,
+        unresolved: Vec<(std::net::IpAddr, NeighbourError)>,
+        retried: &[std::net::IpAddr],
+    ) {
+        let still: BTreeSet<std::net::IpAddr> = unresolved.iter().map(|(a, _)| *a).collect();
+        for addr in retried.iter().filter(|a| !still.contains(a)) {
+            if self.states.set_unroutable(*addr, None) {
+                tracing::info!(backend = %addr, "backend has a route again");
+            }
+        }
+        for (addr, error) in unresolved {
+            let why = error.to_string();
+            if self.states.set_unroutable(addr, Some(why.clone())) {
+                tracing::warn!(backend = %addr, reason = why, "backend marked down until a route to it appears");
+            }
+        }
+    }
+
+    /// Tries the backends without a route again.
+    async fn retry_routes(&mut self) -> Result<(), AgentError> {
+        let retried = self.states.unroutable();
+        let unresolved = self.neighbours.keep_resolved(retried.clone()).await;
+        self.note_routes(unresolved, &retried);
+        self.reconcile_states()
+    }
+
+    /// Writes every layer-4 backend whose datapath state differs from what
+    /// its health, route and admin state say.
+    fn reconcile_states(&mut self) -> Result<(), AgentError> {
+        let stale: Vec<(String, SocketAddr)> = self
+            .sync
+            .services()
+            .filter(|s| s.config.http.is_none())
+            .flat_map(|s| {
+                s.backends.iter().filter_map(|b| {
+                    let addr = SocketAddr::new(b.config.address, b.config.port);
+                    (self.states.datapath_state(&s.config.name, addr) != b.state)
+                        .then(|| (s.config.name.clone(), addr))
+                })
+            })
+            .collect();
+        for (service, backend) in stale {
+            self.push_state(&service, backend)?;
+        }
+        Ok(())
     }
 
     /// A backend's health changed: update its state in the datapath, which
@@ -501,22 +548,10 @@ impl Agent {
                     BackendStatus {
                         address: addr,
                         weight: b.config.weight,
-                        health: match self.states.health(&c.name, addr) {
-                            Health::Up => "up",
-                            Health::Down => "down",
-                        }
-                        .to_owned(),
-                        admin: match self.states.admin(&c.name, addr) {
-                            Admin::Enabled => "enabled",
-                            Admin::Drained => "drained",
-                        }
-                        .to_owned(),
-                        state: match b.state {
-                            BackendState::Up => "up",
-                            BackendState::Draining => "draining",
-                            BackendState::Down => "down",
-                        }
-                        .to_owned(),
+                        health: self.states.health(&c.name, addr),
+                        admin: self.states.admin(&c.name, addr),
+                        state: b.state,
+                        reason: self.states.down_reason(addr).map(str::to_owned),
                         traffic: self
                             .rates
                             .backend(b.id, self.datapath.maps.backend_counters(b.id).ok()),

@@ -126,13 +126,20 @@ impl Drop for ControlSocket {
     }
 }
 
+/// How long a client may take to read its answer.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Pending {
-    /// Sends the answer; a client that went away is not an error.
-    pub async fn answer(mut self, response: &Response) {
+    /// Sends the answer from a task of its own, so a client that does not
+    /// read holds up nothing; one that went away is not an error.
+    pub fn answer(mut self, response: &Response) {
         let mut line = serde_json::to_string(response).unwrap_or_else(|e| {
             format!("{{\"result\":\"error\",\"message\":\"cannot encode the answer: {e}\"}}")
         });
         line.push('\n');
-        let _ = self.stream.write_all(line.as_bytes()).await;
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(ANSWER_TIMEOUT, self.stream.write_all(line.as_bytes())).await;
+        });
     }
 }

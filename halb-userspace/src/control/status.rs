@@ -10,6 +10,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::{backends::Admin, dataplane::sync::BackendState, health::Health};
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
     pub services: Vec<ServiceStatus>,
@@ -97,12 +99,14 @@ pub struct ServiceStatus {
 pub struct BackendStatus {
     pub address: SocketAddr,
     pub weight: u32,
-    /// "up" or "down", from the health checks ("up" when unchecked).
-    pub health: String,
-    /// "enabled" or "drained".
-    pub admin: String,
-    /// What the datapath does with it: "up", "draining" or "down".
-    pub state: String,
+    /// From the health checks ("up" when unchecked).
+    pub health: Health,
+    pub admin: Admin,
+    /// What the datapath does with it.
+    pub state: BackendState,
+    /// Why it is down when the health checks are not the reason (no route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub traffic: Traffic,
 }
 
@@ -157,14 +161,17 @@ impl Status {
                     "  {:<40} {:>6} {:>6} {:>8} {:>9} {:>12} {:>10.0} {:>10} {:>9.0}",
                     b.address.to_string(),
                     b.weight,
-                    b.health,
-                    b.admin,
-                    b.state,
+                    b.health.name(),
+                    b.admin.name(),
+                    b.state.name(),
                     b.traffic.packets,
                     b.traffic.packets_per_sec,
                     b.traffic.new_flows,
                     b.traffic.new_flows_per_sec
                 );
+                if let Some(reason) = &b.reason {
+                    let _ = writeln!(out, "    ({reason})");
+                }
             }
         }
         let reasons: Vec<String> = self

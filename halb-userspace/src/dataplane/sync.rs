@@ -44,7 +44,8 @@ pub enum SyncError {
 }
 
 /// Health and admin state of a backend, as the datapath sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// In the ring: new and existing flows.
     Up,
@@ -55,6 +56,15 @@ pub enum BackendState {
 }
 
 impl BackendState {
+    /// As `halb status` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Draining => "draining",
+            BackendState::Down => "down",
+        }
+    }
+
     fn raw(self) -> u8 {
         match self {
             BackendState::Up => BACKEND_UP,

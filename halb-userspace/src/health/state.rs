@@ -2,10 +2,21 @@
 //! down after `fall` failed checks in a row, a down one comes up after
 //! `rise` good checks in a row. Pure: no clock, no sockets.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     Up,
     Down,
+}
+
+impl Health {
+    /// As `halb status` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -62,36 +62,46 @@ impl Neighbours {
     }
 
     /// Makes sure the kernel keeps the next hop of every backend resolved.
+    /// A backend without a route (or whose entry cannot be added) does not
+    /// stop the others: it is returned, with why, to be tried again later.
     pub async fn keep_resolved(
         &mut self,
         backends: impl IntoIterator<Item = IpAddr>,
-    ) -> Result<(), NeighbourError> {
+    ) -> Vec<(IpAddr, NeighbourError)> {
         let backends: BTreeSet<IpAddr> = backends.into_iter().collect();
+        let mut unresolved = Vec::new();
         for addr in backends {
-            let hop = self.next_hop(addr).await?;
-            if self.managed.contains(&hop) {
-                continue;
+            if let Err(e) = self.keep_one_resolved(addr).await {
+                unresolved.push((addr, e));
             }
-            let mut request = self
-                .handle
-                .neighbours()
-                .add(hop.ifindex, hop.addr)
-                .replace();
-            let message = request.message_mut();
-            message.header.state = NeighbourState::None;
-            message
-                .attributes
-                .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
-            request
-                .execute()
-                .await
-                .map_err(|source| NeighbourError::Add {
-                    next_hop: hop.addr,
-                    source,
-                })?;
-            tracing::info!(backend = %addr, next_hop = %hop.addr, ifindex = hop.ifindex, "neighbour kept resolved");
-            self.managed.insert(hop);
         }
+        unresolved
+    }
+
+    async fn keep_one_resolved(&mut self, addr: IpAddr) -> Result<(), NeighbourError> {
+        let hop = self.next_hop(addr).await?;
+        if self.managed.contains(&hop) {
+            return Ok(());
+        }
+        let mut request = self
+            .handle
+            .neighbours()
+            .add(hop.ifindex, hop.addr)
+            .replace();
+        let message = request.message_mut();
+        message.header.state = NeighbourState::None;
+        message
+            .attributes
+            .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+        request
+            .execute()
+            .await
+            .map_err(|source| NeighbourError::Add {
+                next_hop: hop.addr,
+                source,
+            })?;
+        tracing::info!(backend = %addr, next_hop = %hop.addr, ifindex = hop.ifindex, "neighbour kept resolved");
+        self.managed.insert(hop);
         Ok(())
     }
 

@@ -5,10 +5,6 @@
 use std::fmt::Write as _;
 
 use halb_common::stats::PacketCounters;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
 
 use crate::control::status::Status;
 
@@ -97,13 +93,13 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
         "halb_backend_healthy",
         "gauge",
         "1 when the backend's health checks pass (or it has none).",
-        per_backend(&|b| u8::from(b.health == "up").to_string()),
+        per_backend(&|b| u8::from(b.health == crate::health::Health::Up).to_string()),
     );
     family(
         "halb_backend_drained",
         "gauge",
         "1 when an operator drained the backend.",
-        per_backend(&|b| u8::from(b.admin == "drained").to_string()),
+        per_backend(&|b| u8::from(b.admin == crate::backends::Admin::Drained).to_string()),
     );
     family(
         "halb_backend_weight",
@@ -346,28 +342,4 @@ fn process_figures() -> Vec<(&'static str, &'static str, &'static str, String)> 
         ));
     }
     figures
-}
-
-/// Answers one HTTP request on `stream` with `page` for `/metrics`, 404
-/// for anything else.
-pub async fn serve(mut stream: TcpStream, page: impl FnOnce() -> String) {
-    let mut request = [0u8; 2048];
-    let n = match tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut request))
-        .await
-    {
-        Ok(Ok(n)) => n,
-        _ => return,
-    };
-    let head = String::from_utf8_lossy(&request[..n]);
-    let path = head.split_whitespace().nth(1).unwrap_or("");
-    let response = if path == "/metrics" {
-        let body = page();
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        "HTTP/1.1 404 Not Found\r\ncontent-length: 24\r\nconnection: close\r\n\r\nmetrics are at /metrics\n".to_owned()
-    };
-    let _ = stream.write_all(response.as_bytes()).await;
 }
