@@ -319,7 +319,12 @@ impl Runner {
 
     /// Feeds `event` to the state machine and carries out its actions.
     async fn event(&mut self, event: Event) {
-        for action in self.fsm.handle(event) {
+        let actions = self.fsm.handle(event);
+        // The status shows the new state before its actions take effect: a
+        // client that already heard the new master's gratuitous ARP must
+        // find "master" in `halb status`, never "backup".
+        let changed = self.report_state();
+        for action in actions {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::TakeAddresses => self.take_addresses().await,
@@ -336,7 +341,10 @@ impl Runner {
                 }
             }
         }
-        self.report();
+        // Notify commands run once the addresses are where the state says.
+        if let Some(state) = changed {
+            self.notify(state);
+        }
     }
 
     async fn send_advert(&mut self, priority: u8) {
@@ -420,6 +428,27 @@ impl Runner {
 
     /// Logs and notifies a change of state, then publishes the status.
     fn report(&mut self) {
+        if let Some(state) = self.report_state() {
+            self.notify(state);
+        }
+    }
+
+    /// Runs the notify command for `state`, if one is configured.
+    fn notify(&self, state: &'static str) {
+        let command = match state {
+            "master" => self.config.notify_master.as_deref(),
+            "backup" => self.config.notify_backup.as_deref(),
+            "fault" => self.config.notify_fault.as_deref(),
+            _ => None,
+        };
+        if let Some(command) = command {
+            notify::run(command, &self.config.name, state);
+        }
+    }
+
+    /// Logs a change of state and publishes the status; returns the new
+    /// state when it changed.
+    fn report_state(&mut self) -> Option<&'static str> {
         let now: &'static str = match (&self.fault, self.fsm.state()) {
             (Some(_), _) => "fault",
             (None, State::Initialize) => "initialize",
@@ -447,17 +476,11 @@ impl Runner {
                 _ => None,
             };
             drop(status);
-            let command = match now {
-                "master" => self.config.notify_master.as_deref(),
-                "backup" => self.config.notify_backup.as_deref(),
-                "fault" => self.config.notify_fault.as_deref(),
-                _ => None,
-            };
-            if let Some(command) = command {
-                notify::run(command, &self.config.name, now);
-            }
+            self.publish();
+            return Some(now);
         }
         self.publish();
+        None
     }
 
     fn publish(&self) {

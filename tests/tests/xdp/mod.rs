@@ -5,6 +5,7 @@ pub mod pkt;
 
 mod cases_flows;
 mod cases_forward;
+mod cases_counting;
 mod cases_icmp;
 mod cases_malformed;
 
