@@ -15,4 +15,5 @@ pub mod process;
 pub mod scenario;
 pub mod topo;
 pub mod traffic;
+pub mod wait;
 pub mod xdp_pass;

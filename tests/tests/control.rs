@@ -2,12 +2,13 @@
 //! enable, and reload (SIGHUP's twin), with real traffic. One-arm full NAT
 //! (see halb_tests::scenario).
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use halb_tests::{
-    agent::halb_bin,
+    agent::{Agent, halb_bin},
     scenario::{Mode, Scenario},
-    traffic::{KeepAlive, Source, http_load, http_requests},
+    traffic::{KeepAlive, Source, http_requests},
+    wait::{self, Load},
 };
 
 fn scenario() -> Scenario {
@@ -16,13 +17,36 @@ fn scenario() -> Scenario {
 
 const CHECK: &str = "[service.check]\ntype = \"tcp\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n";
 
+/// Service `name` as `halb status --json` shows it.
+fn service(agent: &Agent, name: &str) -> serde_json::Value {
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.ctl(&["status", "--json"])).expect("JSON status");
+    json["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no service {name} in {json}"))
+}
+
+/// New flows per second over the last sampling period of the service and
+/// of each of its backends.
+fn new_flow_rates(web: &serde_json::Value) -> Vec<f64> {
+    let backends = web["backends"].as_array().expect("backends");
+    std::iter::once(web)
+        .chain(backends)
+        .map(|t| {
+            t["traffic"]["new_flows_per_sec"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no new-flow rate in {t}"))
+        })
+        .collect()
+}
+
 #[test]
 fn status_shows_services_backends_health_and_counters() {
     let lab = scenario();
     let agent = lab.halb_with(&halb_bin(), Mode::Nat, [1, 2, 3], CHECK);
     let tally = http_requests(&lab.client.ns, lab.vip(), 300, 4, Source::Ephemeral);
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
-    std::thread::sleep(Duration::from_millis(2200)); // two rate samples
 
     let json: serde_json::Value =
         serde_json::from_str(&agent.ctl(&["status", "--json"])).expect("JSON status");
@@ -83,6 +107,45 @@ fn status_shows_services_backends_health_and_counters() {
         "{table}"
     );
     assert!(table.contains("198.18.0.13:80"), "{table}");
+
+    // Rates cover the last sampling period (about a second): under load the
+    // service and every backend show new flows per second; once the load
+    // stops they fall back to zero. A rate that stayed zero, or that was a
+    // total in disguise, never gets there.
+    let load = Load::start(&lab.client.ns, lab.vip(), 4);
+    wait::until(
+        "new flows per second under load",
+        Duration::from_secs(20),
+        || {
+            let web = service(&agent, "web");
+            let rates = new_flow_rates(&web);
+            if rates.iter().all(|r| *r > 0.0) {
+                Ok(())
+            } else {
+                Err(format!("rates {rates:?} (service, backends) in {web}"))
+            }
+        },
+    );
+    let samples = load.stop();
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|s| s.result.is_err())
+        .take(5)
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    wait::until(
+        "no new flows per second once idle",
+        Duration::from_secs(20),
+        || {
+            let web = service(&agent, "web");
+            let rates = new_flow_rates(&web);
+            if rates.iter().all(|r| *r == 0.0) {
+                Ok(())
+            } else {
+                Err(format!("rates {rates:?} (service, backends) in {web}"))
+            }
+        },
+    );
 }
 
 #[test]
@@ -142,40 +205,51 @@ fn reload_adding_a_backend_during_load_fails_no_request_and_moves_no_flow() {
         agent.control_socket.display()
     );
 
-    let client = lab.client.ns.name().to_owned();
-    let vip = lab.vip();
-    let samples = std::thread::scope(|scope| {
-        let load = scope.spawn(|| {
-            let ns = halb_tests::netns::NetNs::open(&client);
-            http_load(
-                &ns,
-                vip,
-                Duration::from_secs(8),
-                4,
-                Duration::from_millis(5),
-            )
-        });
-        std::thread::sleep(Duration::from_secs(3));
-        std::fs::write(agent.config_path(), &config).expect("rewrite config");
-        let out = agent.ctl(&["reload"]);
-        assert!(out.contains("reloaded"), "{out}");
-        load.join().expect("load")
-    });
+    // Load before, during and after the reload: first some answered...
+    let load = Load::start(&lab.client.ns, lab.vip(), 4);
+    let answered = |load: &Load, since: Duration, by: Option<&str>| {
+        load.samples()
+            .iter()
+            .filter(|s| s.at >= since)
+            .filter(|s| {
+                s.result
+                    .as_deref()
+                    .is_ok_and(|b| by.is_none_or(|by| b == by))
+            })
+            .count()
+    };
+    wait::until(
+        "requests answered before the reload",
+        Duration::from_secs(20),
+        || match answered(&load, Duration::ZERO, None) {
+            n if n >= 100 => Ok(()),
+            n => Err(format!("{n} answered")),
+        },
+    );
+    std::fs::write(agent.config_path(), &config).expect("rewrite config");
+    let out = agent.ctl(&["reload"]);
+    assert!(out.contains("reloaded"), "{out}");
+    // ...then on until web3, new in the table, has answered new flows
+    // begun after the reload returned.
+    let reloaded = load.elapsed();
+    wait::until(
+        "web3 taking new flows after the reload",
+        Duration::from_secs(20),
+        || match answered(&load, reloaded, Some("web3")) {
+            n if n >= 20 => Ok(()),
+            n => Err(format!(
+                "web3 answered {n} of {} begun since",
+                answered(&load, reloaded, None)
+            )),
+        },
+    );
+    let samples = load.stop();
     let failed: Vec<_> = samples
         .iter()
         .filter(|s| s.result.is_err())
         .take(5)
         .collect();
-    assert!(failed.is_empty(), "failed during reload: {failed:?}");
-    let after: BTreeSet<_> = samples
-        .iter()
-        .filter(|s| s.at > Duration::from_secs(4))
-        .filter_map(|s| s.result.clone().ok())
-        .collect();
-    assert!(
-        after.contains("web3"),
-        "web3 takes new flows after the reload: {after:?}"
-    );
+    assert!(failed.is_empty(), "failed around the reload: {failed:?}");
     for (c, backend) in &mut kept {
         assert_eq!(
             c.request().as_ref(),

@@ -2,7 +2,11 @@
 //! three halb-web backends, with the how-to's url_static rules (web1 is
 //! the static pool, web2 and web3 the app pool).
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use halb_tests::{
     agent::{Agent, BPFFS},
@@ -11,6 +15,7 @@ use halb_tests::{
     scenario::{Mode, Scenario, VIP},
     topo::HOST_IF,
     traffic::{Source, exchange, get, http_requests},
+    wait::{self, Load},
 };
 
 fn scenario() -> Scenario {
@@ -37,6 +42,53 @@ fn start_with(lab: &Scenario, extra: &str, timeouts: &str) -> Agent {
 
 fn vip() -> SocketAddr {
     format!("{VIP}:80").parse().unwrap()
+}
+
+/// Access-log lines are written in batches every 10 ms; this is a deadline,
+/// not an expected delay.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+fn status(agent: &Agent) -> serde_json::Value {
+    serde_json::from_str(&agent.ctl(&["status", "--json"])).expect("status JSON")
+}
+
+/// Waits until a request is in flight on one of the service's backends
+/// (sent to it, not answered yet), as `halb status --json` counts them.
+fn wait_in_flight(agent: &Agent) {
+    wait::until(
+        "a request in flight on a backend",
+        Duration::from_secs(10),
+        || {
+            let http = status(agent)["http"][0].clone();
+            let active: u64 = http["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["backends"].as_array().into_iter().flatten())
+                .filter_map(|b| b["active"].as_u64())
+                .sum();
+            if active > 0 {
+                Ok(())
+            } else {
+                Err(http.to_string())
+            }
+        },
+    );
+}
+
+/// A `GET`'s status and body (or why it failed), and when it came.
+type Answer = (Result<(u16, String), String>, Instant);
+
+/// Runs `GET path` from the client on a thread of its own.
+fn get_in_background<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    lab: &'scope Scenario,
+    path: &'scope str,
+) -> std::thread::ScopedJoinHandle<'scope, Answer> {
+    scope.spawn(move || {
+        let answer = lab.client.ns.run(|| get(vip(), path, &[]));
+        (answer, Instant::now())
+    })
 }
 
 #[test]
@@ -74,10 +126,8 @@ fn rules_send_static_requests_to_the_static_pool() {
     );
     assert_eq!(tally.share("web1"), 0.0);
     // One access-log line per request, haproxy's httplog fields.
-    // One access-log line per request, haproxy's httplog fields (written
-    // in batches every 10 ms).
     let mut agent = agent;
-    let line = agent.wait_for_log("\"GET /static/site.css HTTP/1.1\"", Duration::from_secs(2));
+    let line = agent.wait_for_log("\"GET /static/site.css HTTP/1.1\"", LOG_WAIT);
     assert!(line.contains(" www static/198.18.0.11:80 "), "{line}");
     assert!(line.contains(" 200 5 - - ---- "), "{line}");
     // And the pools in metrics.
@@ -152,46 +202,81 @@ fn a_backend_killed_during_load_fails_no_request() {
     let lab = scenario();
     let agent = start(&lab, "");
     let web2 = lab.web_pid(1).expect("web2 runs");
-    let tally = std::thread::scope(|scope| {
-        let load = scope.spawn(|| http_requests(&lab.client.ns, vip(), 5000, 8, Source::Ephemeral));
-        std::thread::sleep(Duration::from_millis(500));
-        // SAFETY: kill(2) on our own child; SIGKILL, as a crash.
-        unsafe { libc::kill(web2 as i32, libc::SIGKILL) };
-        load.join().expect("load")
-    });
-    println!(
-        "{} requests in {:?} while web2 was killed: {} failed; {:?}",
-        tally.ok + tally.failed,
-        tally.elapsed,
-        tally.failed,
-        tally.by_backend
+    let load = Load::start(&lab.client.ns, vip(), 8);
+    let answered_by = |since: Duration, backend: Option<&str>| {
+        load.samples()
+            .iter()
+            .filter(|s| s.at >= since)
+            .filter(|s| {
+                s.result
+                    .as_deref()
+                    .is_ok_and(|b| backend.is_none_or(|name| b == name))
+            })
+            .count()
+    };
+    // web2 dies while it is serving the load...
+    wait::until(
+        "web2 answering the load",
+        Duration::from_secs(10),
+        || match answered_by(Duration::ZERO, Some("web2")) {
+            n if n >= 20 => Ok(()),
+            n => Err(format!("web2 answered {n}")),
+        },
     );
-    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
-    assert!(
-        tally.elapsed > Duration::from_millis(800),
-        "the load ended before the kill had time to matter"
-    );
-    assert!(tally.by_backend.get("web2").copied().unwrap_or(0) > 0);
-    // Its health checks take it out (fall 2 x 200 ms).
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let status: serde_json::Value =
-            serde_json::from_str(&agent.ctl(&["status", "--json"])).unwrap();
-        let app = &status["http"][0]["pools"][1];
+    // SAFETY: kill(2) on our own child; SIGKILL, as a crash.
+    unsafe { libc::kill(web2 as i32, libc::SIGKILL) };
+    let killed = load.elapsed();
+    // ...its health checks take it out (fall 2 x 200 ms)...
+    wait::until("web2 marked down", Duration::from_secs(10), || {
+        let app = status(&agent)["http"][0]["pools"][1].clone();
         assert_eq!(app["name"], "app");
         if app["backends"][0]["health"] == "down" {
-            break;
+            Ok(())
+        } else {
+            Err(app.to_string())
         }
-        assert!(std::time::Instant::now() < deadline, "web2 still up: {app}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    let down = load.elapsed();
+    // ...and the load goes on until plenty more are answered (web3's alone).
+    wait::until(
+        "requests answered after web2 was down",
+        Duration::from_secs(10),
+        || match answered_by(down, None) {
+            n if n >= 100 => Ok(()),
+            n => Err(format!("{n} answered")),
+        },
+    );
+    let samples = load.stop();
+    let failed: Vec<_> = samples.iter().filter(|s| s.result.is_err()).collect();
+    let between = samples
+        .iter()
+        .filter(|s| s.at > killed && s.at < down)
+        .count();
+    println!(
+        "{} requests, {between} of them begun while web2 was dead but not yet down: {} failed",
+        samples.len(),
+        failed.len(),
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // Without requests sent while web2 was dead but still in the pool,
+    // the kill tested nothing.
+    assert!(
+        between > 0,
+        "no request begun between the kill and web2 down"
+    );
 }
 
 #[test]
 fn bad_requests_get_their_status_codes() {
     let lab = scenario();
     let agent = start(&lab, "");
-    let wait = Duration::from_secs(3);
+    // A deadline for each answer (they come at once, the 408 after 1 s).
+    let wait = Duration::from_secs(10);
     let big = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
@@ -208,14 +293,15 @@ fn bad_requests_get_their_status_codes() {
     assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed:?}");
     assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
     assert!(slow.0.starts_with("HTTP/1.1 408"), "{:?}", slow.0);
+    // Not before the 1 s http_request timeout, and long before keep_alive's
+    // 10 s, the other timer that could end the wait.
     assert!(
-        slow.1 >= Duration::from_secs(1) && slow.1 < Duration::from_millis(2500),
+        slow.1 >= Duration::from_secs(1) && slow.1 < Duration::from_secs(5),
         "408 after {:?}, http_request timeout is 1 s",
         slow.1
     );
     assert_eq!(nowhere.0, 503, "{nowhere:?}");
     assert!(nowhere.1.contains("No server is available"), "{nowhere:?}");
-    // Access-log lines are written in batches (every 10 ms).
     let mut agent = agent;
     for needle in [
         " 400 0 - - PR-- ",
@@ -223,7 +309,7 @@ fn bad_requests_get_their_status_codes() {
         " 408 0 - - cR-- ",
         " 503 ",
     ] {
-        agent.wait_for_log(needle, Duration::from_secs(2));
+        agent.wait_for_log(needle, LOG_WAIT);
     }
 }
 
@@ -241,15 +327,17 @@ fn an_idle_kept_alive_connection_closes_after_keep_alive() {
             exchange(
                 vip(),
                 b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-                Duration::from_secs(5),
+                Duration::from_secs(15),
             )
         })
         .expect("exchange");
     let took = started.elapsed();
     assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
     assert!(!response.contains("408"), "{response:?}");
+    // Kept open after the answer, then closed at the 1 s, long before the
+    // 10 s (a close at once, or at keep_alive, fails).
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "closed after {took:?}"
     );
 }
@@ -258,15 +346,21 @@ fn an_idle_kept_alive_connection_closes_after_keep_alive() {
 fn stopping_lets_requests_in_flight_finish() {
     let lab = scenario();
     let mut agent = start(&lab, "");
-    let slow = std::thread::scope(|scope| {
-        let slow = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/1500", &[])));
-        std::thread::sleep(Duration::from_millis(300));
+    let (slow, stopped) = std::thread::scope(|scope| {
+        let slow = get_in_background(scope, &lab, "/delay/2000");
+        wait_in_flight(&agent);
+        let stopped = Instant::now();
         agent.ctl(&["stop"]);
-        slow.join().expect("slow request")
+        (slow.join().expect("slow request"), stopped)
     });
-    let (status, body) = slow.expect("the request in flight was answered");
+    let (answer, answered) = slow;
+    let (status, body) = answer.expect("the request in flight was answered");
     assert_eq!(status, 200, "{body}");
     assert!(body.trim() == "web2" || body.trim() == "web3", "{body}");
+    assert!(
+        answered > stopped,
+        "answered before the stop: nothing was in flight"
+    );
     agent.wait_for_log("stopped", Duration::from_secs(10));
     let refused = lab.client.ns.run(|| get(vip(), "/", &[]));
     assert!(refused.is_err(), "{refused:?}");
@@ -278,32 +372,33 @@ fn maxconn_queues_and_timeouts_answer_503_and_504() {
     let mut agent = start_with(
         &lab,
         "maxconn = 1\nbackend_keep_alive = false",
-        "queue = \"400ms\"\nserver = \"1s\"",
+        "queue = \"400ms\"\nserver = \"3s\"",
     );
-    let (first, second, slow) = std::thread::scope(|scope| {
-        // One slot: the first request holds it for 700 ms; the second waits
-        // 400 ms in the queue and gets 503.
-        let first = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/700", &[])));
-        std::thread::sleep(Duration::from_millis(100));
-        let started = std::time::Instant::now();
+    let (first, second) = std::thread::scope(|scope| {
+        // One slot: the first request holds it for 1.5 s; the second,
+        // sent once the first is at the backend, waits in the queue and
+        // gets 503 at the 400 ms queue timeout (200 if it had waited for
+        // the slot, 503 at once if it had not been queued at all).
+        let first = get_in_background(scope, &lab, "/delay/1500");
+        wait_in_flight(&agent);
+        let started = Instant::now();
         let second = lab.client.ns.run(|| get(vip(), "/", &[]));
         let second = (second, started.elapsed());
-        let first = first.join().expect("first");
-        // A backend slower than timeouts.server: 504.
-        let slow = lab.client.ns.run(|| get(vip(), "/delay/1500", &[]));
-        (first, second, slow)
+        (first.join().expect("first").0, second)
     });
     assert_eq!(first.expect("first").0, 200);
     let (second, waited) = second;
     assert_eq!(second.as_ref().expect("second").0, 503, "{second:?}");
     assert!(
-        waited >= Duration::from_millis(350) && waited < Duration::from_millis(700),
+        waited >= Duration::from_millis(350),
         "503 after {waited:?}, queue timeout 400 ms"
     );
+    // A backend slower than timeouts.server: 504.
+    let slow = lab.client.ns.run(|| get(vip(), "/delay/5000", &[]));
     assert_eq!(slow.as_ref().expect("slow").0, 504, "{slow:?}");
-    agent.wait_for_log(" 503 ", Duration::from_secs(2));
-    agent.wait_for_log(" sQ-- ", Duration::from_secs(2));
-    agent.wait_for_log(" sH-- ", Duration::from_secs(2));
+    agent.wait_for_log(" 503 ", LOG_WAIT);
+    agent.wait_for_log(" sQ-- ", LOG_WAIT);
+    agent.wait_for_log(" sH-- ", LOG_WAIT);
     // Server-close: backends are asked to close after each response.
     let (_, echoed) = lab
         .client
@@ -323,22 +418,24 @@ fn a_service_removed_by_reload_drains() {
     let text = std::fs::read_to_string(agent.config_path()).unwrap();
     let (head, rest) = text.split_once("[[service]]").expect("a service");
     let admin = &rest[rest.find("[admin]").expect("[admin]")..];
-    let (slow, reloaded_after) = std::thread::scope(|scope| {
-        let slow = scope.spawn(|| lab.client.ns.run(|| get(vip(), "/delay/1500", &[])));
-        std::thread::sleep(Duration::from_millis(300));
+    let (slow, reloaded) = std::thread::scope(|scope| {
+        let slow = get_in_background(scope, &lab, "/delay/2000");
+        wait_in_flight(&agent);
         std::fs::write(agent.config_path(), format!("{head}{admin}")).unwrap();
-        let started = std::time::Instant::now();
         agent.ctl(&["reload"]);
-        let reloaded_after = started.elapsed();
-        (slow.join().expect("slow request"), reloaded_after)
+        let reloaded = Instant::now();
+        (slow.join().expect("slow request"), reloaded)
     });
-    // The reload answered at once; the request in flight still finished.
+    // The reload answered while the request was still in flight (one that
+    // waited for the drain would answer after it); the request finished.
+    let (answer, answered) = slow;
     assert!(
-        reloaded_after < Duration::from_secs(1),
-        "{reloaded_after:?}"
+        reloaded < answered,
+        "the reload returned {:?} after the request in flight was answered",
+        reloaded - answered
     );
-    assert_eq!(slow.expect("answered").0, 200);
-    agent.wait_for_log("draining a removed service", Duration::from_secs(2));
+    assert_eq!(answer.expect("answered").0, 200);
+    agent.wait_for_log("draining a removed service", LOG_WAIT);
     let refused = lab.client.ns.run(|| get(vip(), "/", &[]));
     assert!(refused.is_err(), "{refused:?}");
 }

@@ -1,13 +1,17 @@
 //! `cargo xtask run`'s lab: it comes up with lb1 VRRP master, what its
 //! guide says to type works, failover to lb2 included, and SIGINT (Ctrl-C)
-//! tears down every namespace, pin and process.
+//! tears down every namespace, pin and process, also when its output went
+//! into a pipe that Ctrl-C closed.
 //!
-//! The lab uses fixed names (halb-lab-*), so this test fails if a lab is
-//! already running on the machine.
+//! The lab uses fixed names (halb-lab-*), so these tests take turns, and
+//! fail if a lab is already running on the machine.
 
 use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard, PoisonError, mpsc},
     time::{Duration, Instant},
 };
 
@@ -18,6 +22,57 @@ use halb_tests::{
 };
 
 const VIP: &str = "198.18.0.100";
+
+/// The last line of the guide the lab prints once it is up.
+const GUIDE_END: &str = "Ctrl-C tears everything down";
+
+/// Held by each test for its whole run: one lab at a time.
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+fn one_lab() -> MutexGuard<'static, ()> {
+    let turn = ONE_LAB.lock().unwrap_or_else(PoisonError::into_inner);
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already running: {:?}",
+        lab_namespaces()
+    );
+    turn
+}
+
+/// The xtask binary, built next to halb.
+fn xtask_bin() -> PathBuf {
+    halb_bin().parent().expect("bin folder").join("xtask")
+}
+
+/// `xtask lab`, the privileged half of `cargo xtask run`.
+fn lab_command() -> Command {
+    let mut command = Command::new(xtask_bin());
+    command
+        .arg("lab")
+        .arg("--halb")
+        .arg(halb_bin())
+        .arg("--web")
+        .arg(halb_bin().with_file_name("halb-web"));
+    command
+}
+
+/// The lab's pin folders in bpffs.
+fn lab_pins() -> Vec<String> {
+    std::fs::read_dir(BPFFS)
+        .expect("read bpffs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("halb-lab"))
+        .collect()
+}
+
+/// The pids of every process in the lab's namespaces.
+fn lab_pids() -> Vec<i32> {
+    lab_namespaces()
+        .iter()
+        .flat_map(|ns| namespace_pids(ns))
+        .collect()
+}
 
 fn lab_namespaces() -> Vec<String> {
     let out = run_checked(Command::new("ip").args(["netns", "list"]));
@@ -136,20 +191,8 @@ fn ask_vip(n: usize) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already running: {:?}",
-        lab_namespaces()
-    );
-    let bin_dir = halb_bin().parent().expect("bin folder").to_owned();
-    let mut command = Command::new(bin_dir.join("xtask"));
-    command
-        .arg("lab")
-        .arg("--halb")
-        .arg(halb_bin())
-        .arg("--web")
-        .arg(bin_dir.join("halb-web"));
-    let mut lab = ChildGuard::spawn("lab", command, false);
+    let _turn = one_lab();
+    let mut lab = ChildGuard::spawn("lab", lab_command(), false);
     if lab
         .lines()
         .wait_for("halb lab is up", Duration::from_secs(60))
@@ -217,10 +260,7 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
             .arg(lb1_pins.join("HALB_STATS")),
     );
 
-    let pids: Vec<i32> = lab_namespaces()
-        .iter()
-        .flat_map(|ns| namespace_pids(ns))
-        .collect();
+    let pids = lab_pids();
     assert!(
         pids.len() >= 5,
         "expected halb x2 and halb-web x3, got {pids:?}"
@@ -269,12 +309,7 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
         lab.lines().snapshot().join("\n")
     );
     assert!(lab_namespaces().is_empty(), "left: {:?}", lab_namespaces());
-    let pins: Vec<_> = std::fs::read_dir(BPFFS)
-        .expect("read bpffs")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("halb-lab"))
-        .collect();
+    let pins = lab_pins();
     assert!(pins.is_empty(), "pins left: {pins:?}");
     for pid in pids {
         assert!(
@@ -282,4 +317,102 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
             "process {pid} of the lab is still running"
         );
     }
+}
+
+/// A lab started without the harness's pipes: its process group is killed
+/// if the test ends with it running, and whatever it left is cleaned up
+/// (`xtask lab-clean`), so a failure here does not break the next test.
+struct BareLab(Child);
+
+impl Drop for BareLab {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill the process group of a child we started as its leader.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+        if !lab_namespaces().is_empty() || !lab_pins().is_empty() {
+            let _ = Command::new(xtask_bin())
+                .arg("lab-clean")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `cargo xtask run 2>&1 | tee lab.log`, then Ctrl-C, which stops tee as
+/// well: everything the lab prints from then on fails (EPIPE). It must tear
+/// down all the same. Before the fix, its "tearing down" line panicked, the
+/// harness's printing in Drop panicked again and aborted, and all seven
+/// namespaces, both pin folders and the web servers stayed.
+#[test]
+fn lab_tears_down_when_its_output_pipe_is_gone() {
+    let _turn = one_lab();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let mut command = lab_command();
+    command
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().expect("clone the pipe"))
+        .stderr(writer)
+        // Its own group, as a shell's pipeline: Ctrl-C goes to the group.
+        .process_group(0);
+    let mut lab = BareLab(command.spawn().expect("start the lab"));
+    // Drop the command: it holds the pipe's write ends.
+    drop(command);
+
+    // The reader, tee, reads up to the end of the guide, then goes away.
+    let (lines, lines_rx) = mpsc::channel();
+    let tee = std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let end = line.contains(GUIDE_END);
+            let _ = lines.send(line);
+            if end {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !seen.last().is_some_and(|l: &String| l.contains(GUIDE_END)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                drop(lab);
+                panic!("the lab did not print its guide:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    tee.join().expect("reader thread");
+    // The read end is closed now: every write to the pipe fails.
+
+    let pids = lab_pids();
+    assert!(
+        pids.len() >= 5,
+        "expected halb x2 and halb-web x3, got {pids:?}"
+    );
+    // SAFETY: SIGINT to the process group of a child we started as its leader.
+    unsafe { libc::kill(-(lab.0.id() as i32), libc::SIGINT) };
+    wait_until(
+        "the lab exits after SIGINT",
+        Duration::from_secs(30),
+        || lab.0.try_wait().expect("try_wait").is_some(),
+    );
+    let status = lab.0.wait().expect("wait for the lab");
+
+    assert!(lab_namespaces().is_empty(), "left: {:?}", lab_namespaces());
+    let pins = lab_pins();
+    assert!(pins.is_empty(), "pins left: {pins:?}");
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} of the lab is still there"
+        );
+    }
+    assert!(
+        status.success(),
+        "the lab exited with {status} after SIGINT"
+    );
 }

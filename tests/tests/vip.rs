@@ -76,13 +76,23 @@ fn announcements_teach_the_lan_where_the_vip_is() {
         halb::net::garp::announce(HOST_IF, "198.18.0.100".parse().unwrap()).expect("GARP");
         halb::net::garp::announce(HOST_IF, "2001:db8::100".parse().unwrap()).expect("NA");
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let neighbours = router.ns.ip(&["neigh", "show", "dev", HOST_IF]);
-    for vip in ["198.18.0.100 ", "2001:db8::100 "] {
-        let line = neighbours
-            .lines()
-            .find(|l| l.starts_with(vip))
-            .unwrap_or_else(|| panic!("the router did not learn {vip}: {neighbours}"));
-        assert!(line.contains(&mac), "{line} (master is {mac})");
-    }
+    // Nothing else tells the router about these addresses: an entry for
+    // each, with the master's MAC, is the announcements' doing.
+    halb_tests::wait::until(
+        "the router learning both VIPs at the master's MAC",
+        std::time::Duration::from_secs(10),
+        || {
+            let neighbours = router.ns.ip(&["neigh", "show", "dev", HOST_IF]);
+            let learned = |vip: &str| {
+                neighbours
+                    .lines()
+                    .any(|l| l.starts_with(vip) && l.contains(&format!("lladdr {mac} ")))
+            };
+            if learned("198.18.0.100 ") && learned("2001:db8::100 ") {
+                Ok(())
+            } else {
+                Err(format!("neighbours {neighbours:?} (master is {mac})"))
+            }
+        },
+    );
 }

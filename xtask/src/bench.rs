@@ -3,32 +3,51 @@
 
 use anyhow::{Result, bail};
 
-use crate::{build, cmd, privilege, signals, toolchain};
+use crate::{
+    bpffs, build, cmd,
+    packages::{self, Need},
+    privilege, signals, toolchain,
+};
 
-/// The benchmarks there are, with what each measures.
-pub const BENCHMARKS: &[(&str, &str)] = &[
-    (
-        "datapath",
-        "ns/packet through BPF_PROG_TEST_RUN next to a trivial XDP_TX program; requests/s through halb in each mode next to kernel forwarding and haproxy",
-    ),
-    (
-        "l7",
-        "requests/s and p99 through halb's HTTP proxy next to haproxy in http mode, same rules and topology",
-    ),
-    (
-        "failover",
-        "time from kill -9 of the VRRP master to the client's ARP entry moving, 20 trials, halb pair next to a keepalived pair with the same timers",
-    ),
+/// A benchmark: its name, what it measures, and the programs it runs
+/// besides the harness's.
+pub struct Benchmark {
+    pub name: &'static str,
+    pub measures: &'static str,
+    pub runs: &'static [Need],
+}
+
+/// The benchmarks there are.
+pub const BENCHMARKS: &[Benchmark] = &[
+    Benchmark {
+        name: "datapath",
+        measures: "ns/packet through BPF_PROG_TEST_RUN next to a trivial XDP_TX program; requests/s through halb in each mode next to kernel forwarding and haproxy",
+        runs: &[packages::WRK, packages::HAPROXY],
+    },
+    Benchmark {
+        name: "l7",
+        measures: "requests/s and p99 through halb's HTTP proxy next to haproxy in http mode, same rules and topology",
+        runs: &[packages::WRK, packages::HAPROXY],
+    },
+    Benchmark {
+        name: "failover",
+        measures: "time from kill -9 of the VRRP master to the client's ARP entry moving, 20 trials, halb pair next to a keepalived pair with the same timers",
+        runs: &[packages::KEEPALIVED],
+    },
 ];
 
 pub fn run(name: &str, seconds: u32) -> Result<()> {
-    if !BENCHMARKS.iter().any(|(n, _)| *n == name) {
+    let Some(benchmark) = BENCHMARKS.iter().find(|b| b.name == name) else {
         let known: Vec<String> = BENCHMARKS
             .iter()
-            .map(|(n, what)| format!("  {n}: {what}"))
+            .map(|b| format!("  {}: {}", b.name, b.measures))
             .collect();
         bail!("no benchmark {name:?}; there are:\n{}", known.join("\n"));
-    }
+    };
+    packages::ensure(
+        &format!("cargo xtask bench {name}"),
+        &[packages::HARNESS, benchmark.runs],
+    )?;
     toolchain::ensure()?;
     let bins = build::binaries(build::Profile::Release, &["halb-bench"])?;
     let bench = bins
@@ -36,6 +55,7 @@ pub fn run(name: &str, seconds: u32) -> Result<()> {
         .parent()
         .map(|dir| dir.join("halb-bench"))
         .ok_or_else(|| anyhow::anyhow!("no target folder"))?;
+    bpffs::ensure()?;
     signals::catch_stop();
     cmd::run(
         privilege::command(bench)

@@ -12,11 +12,12 @@
 //! ```
 
 use std::{
+    panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use halb_tests::{
     agent::{Agent, BPFFS},
     netns::NetNs,
@@ -24,7 +25,12 @@ use halb_tests::{
     topo::{HOST_IF, Host, Lan},
 };
 
-use crate::{build::Binaries, signals};
+use crate::{
+    bpffs,
+    build::Binaries,
+    console::{self, say, show},
+    packages, signals,
+};
 
 /// Every namespace and pin folder of the lab starts with this.
 const LAB: &str = "halb-lab";
@@ -83,13 +89,42 @@ const PRIORITIES: [u8; 2] = [150, 100];
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(bins: &Binaries) -> Result<()> {
+    packages::ensure("cargo xtask run", &[packages::HARNESS, packages::LAB_GUIDE])?;
+    bpffs::ensure()?;
     if let Some(stale) = lab_namespaces().first() {
         bail!(
             "namespace {stale} exists: a lab is running, or one was killed; stop it, or clean up with `cargo xtask run --clean`"
         );
     }
     signals::catch_stop();
+    // The harness panics with context by design: make that one line, and
+    // the lab's error. What `up_until_stopped` set up lives in its locals,
+    // so it is torn down when it returns, fails or panics, before anything
+    // below is printed; printing itself cannot fail (console.rs).
+    console::one_line_panics();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| up_until_stopped(bins)))
+        .unwrap_or_else(|_| Err(anyhow!(console::take_panic())));
+    let left = leftovers();
+    match outcome {
+        Ok(()) if left.is_empty() => {
+            say!("lab: stopped; no namespace, link, pinned map or process left");
+            Ok(())
+        }
+        Ok(()) => bail!("left behind: {left:?}; `cargo xtask run --clean` removes them"),
+        Err(error) if left.is_empty() => Err(error.context("the lab failed, and is torn down")),
+        Err(error) => Err(error.context(format!(
+            "the lab failed and left {left:?} behind; `cargo xtask run --clean` removes them"
+        ))),
+    }
+}
 
+/// Starts the lab, prints its guide, and waits for a stop signal or for
+/// both balancers to exit; returning drops, so tears down, everything.
+fn up_until_stopped(bins: &Binaries) -> Result<()> {
+    let web_bin = bins
+        .web
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", bins.web.display()))?;
     // Declared in teardown order, last first: processes, then hosts, then the switch.
     let mut lan = Lan::with_switch(NetNs::named(&format!("{LAB}-sw")));
     let mut attach = |node: &Node| {
@@ -110,7 +145,7 @@ pub fn run(bins: &Binaries) -> Result<()> {
 
     let mut web_processes = Vec::new();
     for (node, host) in WEBS.iter().zip(&webs) {
-        let mut command = host.ns.command(bins.web.to_str().expect("UTF-8 path"));
+        let mut command = host.ns.command(web_bin);
         command.args([
             node.role,
             &format!("{}:80", node.v4),
@@ -138,7 +173,7 @@ pub fn run(bins: &Binaries) -> Result<()> {
             bail!("{} did not start: {:?}", node.role, web.lines().snapshot());
         }
     }
-    eprintln!("lab: waiting for lb1 to win the VRRP election (about 3.5 s)");
+    say!("lab: waiting for lb1 to win the VRRP election (about 3.5 s)");
     wait_for_master(&balancers)?;
 
     if !signals::stop_requested() {
@@ -149,29 +184,28 @@ pub fn run(bins: &Binaries) -> Result<()> {
     let mut running = [true; BALANCERS.len()];
     while !signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(200));
+        // A reader of our output that went away (tee, stopped by the same
+        // Ctrl-C) must not break the harness's printing during teardown.
+        console::check();
         for ((node, agent), running) in BALANCERS.iter().zip(&mut agents).zip(&mut running) {
             if !*running {
                 continue;
             }
             if let Some(status) = agent.process.try_exit_status() {
-                eprintln!("lab: halb on {} exited ({status})", node.role);
+                say!("lab: halb on {} exited ({status})", node.role);
                 *running = false;
             }
         }
         if !running.contains(&true) {
-            eprintln!("lab: no balancer is left");
+            say!("lab: no balancer is left");
             signals::request_stop();
         }
     }
-    eprintln!("lab: tearing down");
+    console::check();
+    say!("lab: tearing down");
     drop(agents);
     drop(web_processes);
     drop((client, balancers, webs, lan));
-    let left = lab_namespaces();
-    if !left.is_empty() {
-        bail!("namespaces left behind: {left:?}");
-    }
-    eprintln!("lab: stopped; no namespace, link, pinned map or process left");
     Ok(())
 }
 
@@ -332,10 +366,10 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "the client now reaches the VIP at lb2's MAC",
         ),
     ];
-    println!("\nhalb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64");
-    println!("  {:<7} {:<16} {}", "client", c, CLIENT.v4);
+    show!("\nhalb lab is up: one LAN, 198.18.0.0/24 and 2001:db8::/64");
+    show!("  {:<7} {:<16} {}", "client", c, CLIENT.v4);
     for ((node, agent), priority) in BALANCERS.iter().zip(agents).zip(PRIORITIES) {
-        println!(
+        show!(
             "  {:<7} {:<16} {:<12} halb, VRRP priority {priority}, maps pinned in {}",
             node.role,
             format!("{LAB}-{}", node.role),
@@ -344,7 +378,7 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
         );
     }
     for node in &WEBS {
-        println!(
+        show!(
             "  {:<7} {:<16} {:<12} HTTP on :80, answers {:?}",
             node.role,
             format!("{LAB}-{}", node.role),
@@ -352,19 +386,19 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             node.role
         );
     }
-    println!("\nTry, as root in another terminal:");
+    show!("\nTry, as root in another terminal:");
     for (command, what) in &try_lines {
-        println!("  # {what}\n  {command}");
+        show!("  # {what}\n  {command}");
     }
-    println!("\nFailover, last (it ends halb on lb1):");
+    show!("\nFailover, last (it ends halb on lb1):");
     for (command, what) in &failover_lines {
-        println!("  # {what}\n  {command}");
+        show!("  # {what}\n  {command}");
     }
-    println!(
+    show!(
         "\nlb1 and lb2 elect the holder of the VIP {VIP} by VRRP (VRID {VRID}, an advert a second): \
          lb2 takes it over when halb on lb1 stops, or after 3.6 s without adverts if it dies."
     );
-    println!("The lab stays up when one balancer's halb exits; Ctrl-C tears everything down.\n");
+    show!("The lab stays up when one balancer's halb exits; Ctrl-C tears everything down.\n");
 }
 
 /// Namespaces whose name says they belong to the lab.
@@ -378,6 +412,24 @@ fn lab_namespaces() -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with(&format!("{LAB}-")))
         .map(str::to_owned)
+        .collect()
+}
+
+/// The lab's namespaces and pin folders that exist.
+fn leftovers() -> Vec<String> {
+    let mut left = lab_namespaces();
+    left.extend(lab_pin_dirs().iter().map(|p| p.display().to_string()));
+    left
+}
+
+/// Folders in bpffs whose name says they belong to the lab.
+fn lab_pin_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(BPFFS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(LAB))
+        .map(|e| e.path())
         .collect()
 }
 
@@ -403,14 +455,11 @@ pub fn clean() -> Result<()> {
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &ns])
             .status();
-        eprintln!("lab: deleted namespace {ns}");
+        say!("lab: deleted namespace {ns}");
     }
-    for entry in std::fs::read_dir(BPFFS).into_iter().flatten().flatten() {
-        let path: PathBuf = entry.path();
-        if entry.file_name().to_string_lossy().starts_with(LAB) {
-            std::fs::remove_dir_all(&path)?;
-            eprintln!("lab: removed {}", path.display());
-        }
+    for path in lab_pin_dirs() {
+        std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+        say!("lab: removed {}", path.display());
     }
     Ok(())
 }

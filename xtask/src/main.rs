@@ -1,10 +1,15 @@
-//! `cargo xtask VERB`: the project's only entry points. Every verb that
-//! builds first makes sure the eBPF toolchain is installed.
+//! `cargo xtask VERB`: the project's only entry points. The lab, the tests
+//! and the benchmarks first install the Debian packages whose programs they
+//! run (packages.rs); every verb that builds makes sure the eBPF toolchain
+//! is installed.
 
 mod bench;
+mod bpffs;
 mod build;
 mod cmd;
+mod console;
 mod lab;
+mod packages;
 mod privilege;
 mod run;
 mod signals;
@@ -14,6 +19,8 @@ mod toolchain;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::console::say;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run and test halb")]
@@ -67,7 +74,7 @@ fn main() -> ExitCode {
     match dispatch(Cli::parse().verb) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("xtask: {error:#}");
+            say!("xtask: {error:#}");
             ExitCode::FAILURE
         }
     }

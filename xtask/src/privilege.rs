@@ -5,7 +5,7 @@ use std::{ffi::OsString, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::{cmd, signals};
+use crate::{cmd, packages, signals};
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -13,20 +13,21 @@ pub fn is_root() -> bool {
 }
 
 /// A command for `program` that runs as root: itself when we are root,
-/// else `sudo -E program` (with PATH kept, so cargo and bpftool resolve).
+/// else `sudo -E program`, with our PATH kept (so cargo's bin folder and
+/// bpf-linker resolve) and the sbin folders added (where ip, ethtool and
+/// bpftool are, often not on a user's PATH).
 pub fn command(program: impl Into<OsString>) -> Command {
     let program = program.into();
+    let path = packages::path_with_sbin();
     if is_root() {
-        return Command::new(program);
+        let mut command = Command::new(program);
+        command.env("PATH", path);
+        return command;
     }
     let mut command = Command::new("sudo");
-    command
-        .arg("-E")
-        .arg(format!(
-            "PATH={}",
-            std::env::var("PATH").unwrap_or_default()
-        ))
-        .arg(program);
+    let mut assignment = OsString::from("PATH=");
+    assignment.push(path);
+    command.arg("-E").arg(assignment).arg(program);
     command
 }
 

@@ -2,12 +2,16 @@
 
 use anyhow::Result;
 
-use crate::{build, cmd, privilege, signals, toolchain};
+use crate::{build, cmd, packages, privilege, signals, toolchain};
 
 pub fn run(halb_args: &[String]) -> Result<()> {
+    let lab = halb_args.is_empty();
+    if lab {
+        packages::ensure("cargo xtask run", &[packages::HARNESS, packages::LAB_GUIDE])?;
+    }
     toolchain::ensure()?;
     let bins = build::binaries(build::Profile::Debug, &[])?;
-    if halb_args.is_empty() {
+    if lab {
         return privilege::xtask_as_root(&[
             "lab".into(),
             "--halb".into(),

@@ -1,23 +1,29 @@
-//! `cargo xtask test`: toolchain, lint, build, then every test, as root.
+//! `cargo xtask test`: packages, toolchain, lint, build, then every test,
+//! as root.
 
 use std::{collections::BTreeSet, process::Command, time::Instant};
 
 use anyhow::{Result, bail};
 
-use crate::{build, cmd, privilege, toolchain};
+use crate::{bpffs, build, cmd, console::say, packages, privilege, toolchain};
 
 pub fn run(test_args: &[String]) -> Result<()> {
     let started = Instant::now();
+    packages::ensure(
+        "cargo xtask test",
+        &[packages::HARNESS, packages::TEST_PEERS],
+    )?;
     toolchain::ensure()?;
-    peers_installed()?;
     lint()?;
     let bins = build::binaries(build::Profile::Debug, &[])?;
 
+    bpffs::ensure()?;
     let before = leftovers();
     let mut command = Command::new("cargo");
     command
         .args(["test", "--workspace", "--exclude", "halb-ebpf"])
-        .env("HALB_BIN", &bins.halb);
+        .env("HALB_BIN", &bins.halb)
+        .env("PATH", packages::path_with_sbin());
     if let Some(runner) = privilege::test_runner() {
         command.env(
             format!("CARGO_TARGET_{}_RUNNER", host_triple_env()?),
@@ -35,41 +41,10 @@ pub fn run(test_args: &[String]) -> Result<()> {
     if !leaked.is_empty() {
         bail!("the tests left these behind: {leaked:?}");
     }
-    eprintln!(
+    say!(
         "xtask: all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-/// The programs the tests run as real peers and tools, with the Debian
-/// package each comes in (`.ci/run` installs them all).
-const PEERS: &[(&str, &str)] = &[
-    ("ip", "iproute2"),
-    ("bpftool", "bpftool"),
-    ("ethtool", "ethtool"),
-    ("keepalived", "keepalived"),
-    ("haproxy", "haproxy"),
-    ("nft", "nftables"),
-];
-
-/// Fails at once, naming the packages, when a peer program is missing.
-fn peers_installed() -> Result<()> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .collect();
-    let missing: Vec<&str> = PEERS
-        .iter()
-        .filter(|(program, _)| !dirs.iter().any(|d| d.join(program).exists()))
-        .map(|(_, package)| *package)
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the tests need programs from these Debian packages: apt-get install {}",
-            missing.join(" ")
-        );
-    }
     Ok(())
 }
 

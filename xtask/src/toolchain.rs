@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cmd;
+use crate::{cmd, console::say};
 
 /// The toolchain aya-build builds halb-ebpf with.
 pub const NIGHTLY: &str = "nightly";
@@ -26,7 +26,7 @@ pub fn ensure() -> Result<()> {
     ensure_nightly()?;
     ensure_rust_src()?;
     ensure_bpf_linker()?;
-    eprintln!(
+    say!(
         "xtask: toolchain ok ({NIGHTLY} + rust-src, bpf-linker) in {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -37,7 +37,7 @@ fn ensure_nightly() -> Result<()> {
     if nightly_version().is_ok() {
         return Ok(());
     }
-    eprintln!("xtask: installing the {NIGHTLY} toolchain with rust-src (rustup)");
+    say!("xtask: installing the {NIGHTLY} toolchain with rust-src (rustup)");
     cmd::run(Command::new("rustup").args([
         "toolchain",
         "install",
@@ -63,7 +63,7 @@ fn ensure_rust_src() -> Result<()> {
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
-    eprintln!("xtask: adding rust-src to {NIGHTLY} (needed for -Z build-std=core)");
+    say!("xtask: adding rust-src to {NIGHTLY} (needed for -Z build-std=core)");
     cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
         .with_context(|| {
             format!(
@@ -85,9 +85,7 @@ fn ensure_bpf_linker() -> Result<()> {
     }
     let llvm_major = llvm_major(&nightly_version()?)?;
     let prefix = llvm_prefix(llvm_major)?;
-    eprintln!(
-        "xtask: building bpf-linker against {NIGHTLY}'s LLVM {llvm_major} (about a minute, once)"
-    );
+    say!("xtask: building bpf-linker against {NIGHTLY}'s LLVM {llvm_major} (about a minute, once)");
     cmd::run(
         Command::new("cargo")
             .args(["install", "bpf-linker", "--no-default-features", "--features"])
