@@ -29,6 +29,8 @@ pub const MAP_BACKEND_STATS: &str = "HALB_BE_STATS";
 /// Hash: ifindex -> `Interface` (the MAC of each interface the program
 /// is attached to).
 pub const MAP_INTERFACES: &str = "HALB_IFACES";
+/// Hash: `VipKey` (a VRRP virtual address) -> `Lease`.
+pub const MAP_LEASES: &str = "HALB_LEASES";
 
 /// Every map the agent pins, by name.
 pub const PINNED_MAPS: &[&str] = &[
@@ -43,6 +45,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_SERVICE_STATS,
     MAP_BACKEND_STATS,
     MAP_INTERFACES,
+    MAP_LEASES,
 ];
 
 /// Default folder in bpffs where the agent pins its maps.
@@ -58,6 +61,8 @@ pub const STATS_ENTRIES: u32 = 1;
 pub const MAX_SERVICES: u32 = 64;
 /// Interfaces the program can be attached to at once.
 pub const MAX_INTERFACES: u32 = 64;
+/// VRRP virtual addresses with a lease.
+pub const MAX_LEASES: u32 = 256;
 pub const MAX_BACKENDS: u32 = 4096;
 /// Rings: two per service (one live, one being filled).
 pub const MAX_RINGS: u32 = 2 * MAX_SERVICES;

@@ -67,8 +67,22 @@ pub struct Vip {
     pub services: u32,
 }
 
+/// Value of [`crate::maps::MAP_LEASES`], keyed by a VRRP virtual
+/// address: this node answers ARP and neighbour solicitations for the
+/// address only while its agent, as VRRP master, keeps renewing the lease.
+/// An agent killed with the address still on its interface stops claiming
+/// it once the lease runs out, as the backup takes over.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) until which it holds.
+    pub expires_ns: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: a single integer field.
+    unsafe impl aya::Pod for super::Lease {}
     // SAFETY: repr(C), integer fields and explicit padding only.
     unsafe impl aya::Pod for super::ServiceKey {}
     // SAFETY: as above.

@@ -125,6 +125,10 @@ counters! {
         pub drop_no_neighbour: u64,
         /// Dropped: a map update failed.
         pub drop_map_error: u64,
+        /// Dropped: an ARP request or neighbour solicitation for a VRRP
+        /// virtual address whose lease ran out (this node's agent died
+        /// as master; the backup holds the address now).
+        pub drop_lease_expired: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 21 * 8);
+const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 22 * 8);

@@ -12,6 +12,7 @@ mod csum;
 mod dsr;
 mod fib;
 mod icmp;
+mod lease;
 mod lookup;
 mod maps;
 mod nat;
@@ -51,6 +52,9 @@ fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Ve
     if !parse::eth::addressed_here(ctx) {
         return Err(Verdict::Pass(Pass::OtherHost));
     }
+    if l3 == parse::eth::L3::Arp {
+        return lease::arp(ctx);
+    }
     let pkt = parse::packet(ctx, l3)?;
     if pkt.fragment != 0 {
         // Services need whole packets; other fragments are the kernel's.
@@ -67,7 +71,11 @@ fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Ve
             Err(Verdict::Pass(Pass::NotService)) => reply(ctx, pkt),
             verdict => verdict,
         },
-        PROTO_ICMP | PROTO_ICMPV6 => icmp::to_backend(ctx, pkt),
+        PROTO_ICMPV6 => match lease::solicitation(ctx, pkt) {
+            Some(refused) => Err(refused),
+            None => icmp::to_backend(ctx, pkt),
+        },
+        PROTO_ICMP => icmp::to_backend(ctx, pkt),
         _ => Err(Verdict::Pass(Pass::NotService)),
     }
 }

@@ -16,10 +16,10 @@ use halb_common::{
     maps::{
         DEFAULT_NAT_PORT_MAX, DEFAULT_NAT_PORT_MIN, DEFAULT_RING_SIZE,
         DEFAULT_TCP_CLOSING_TIMEOUT_NS, DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS,
-        MAX_BACKENDS, MAX_FLOWS, MAX_INTERFACES, MAX_NAT, MAX_SERVICES, RING_ENTRIES,
+        MAX_BACKENDS, MAX_FLOWS, MAX_INTERFACES, MAX_LEASES, MAX_NAT, MAX_SERVICES, RING_ENTRIES,
         STATS_ENTRIES,
     },
-    service::{Service, ServiceKey, Vip, VipKey},
+    service::{Lease, Service, ServiceKey, Vip, VipKey},
     stats::{PacketCounters, TrafficCounters, VerdictCounters},
 };
 
@@ -63,6 +63,9 @@ pub static HALB_BE_STATS: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }
 
 #[btf_map]
 pub static HALB_IFACES: HashMap<u32, Interface, { MAX_INTERFACES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static HALB_LEASES: HashMap<VipKey, Lease, { MAX_LEASES as usize }> = HashMap::new();
 
 /// Per-CPU scratch space for the parsed packet and the route lookup's
 /// argument (not pinned: each loaded program has its own).

@@ -74,6 +74,7 @@ pub fn count_verdict(verdict: &Verdict) {
         Verdict::Drop(Drop::NoRoute) => &mut c.drop_no_route,
         Verdict::Drop(Drop::NoNeighbour) => &mut c.drop_no_neighbour,
         Verdict::Drop(Drop::MapError) => &mut c.drop_map_error,
+        Verdict::Drop(Drop::LeaseExpired) => &mut c.drop_lease_expired,
     };
     *field += 1;
 }

@@ -26,6 +26,7 @@ pub enum Drop {
     NoRoute,
     NoNeighbour,
     MapError,
+    LeaseExpired,
 }
 
 /// Which way a forwarded packet goes.

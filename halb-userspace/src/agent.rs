@@ -33,6 +33,7 @@ use crate::{
         neighbours::{NeighbourError, Neighbours},
     },
     proxy::{self, Proxy, listen::ListenError},
+    vrrp::lease::Leases,
     vrrp::routers::{Routers, RoutersError},
 };
 use halb_common::stats::{TrafficCounters, VerdictCounters};
@@ -242,7 +243,13 @@ async fn start(
     let proxy = Proxy::start(&config.services)?;
     // Every backend starts up (checks report only changes), so no service
     // is down yet; the election starts once the datapath can serve.
-    let routers = Routers::start(&config.vrrp, BTreeSet::new())?;
+    let leases = Leases::open(&config.datapath.pin_dir).map_err(DataplaneError::from)?;
+    leases.clear();
+    let routers = Routers::start(
+        &config.vrrp,
+        BTreeSet::new(),
+        (!config.vrrp.is_empty()).then_some(leases),
+    )?;
     let (page_tx, pages) = mpsc::channel(16);
     let metrics = match config.admin.metrics {
         Some(addr) => {

@@ -13,10 +13,10 @@ use halb_common::{
     flow::{Flow, FlowKey, NatEntry},
     interface::Interface,
     maps::{
-        MAP_BACKEND_STATS, MAP_BACKENDS, MAP_FLOWS, MAP_INTERFACES, MAP_NAT, MAP_RINGS,
+        MAP_BACKEND_STATS, MAP_BACKENDS, MAP_FLOWS, MAP_INTERFACES, MAP_LEASES, MAP_NAT, MAP_RINGS,
         MAP_SERVICE_STATS, MAP_SERVICES, MAP_STATS, MAP_VERDICTS, MAP_VIPS, STATS_INDEX_RX,
     },
-    service::{Service, ServiceKey, Vip, VipKey},
+    service::{Lease, Service, ServiceKey, Vip, VipKey},
     stats::{PacketCounters, TrafficCounters, VerdictCounters},
 };
 
@@ -74,6 +74,7 @@ pub struct DatapathMaps {
     pub service_stats: PerCpuArray<MapData, TrafficCounters>,
     pub backend_stats: PerCpuArray<MapData, TrafficCounters>,
     pub interfaces: HashMap<MapData, u32, Interface>,
+    pub leases: HashMap<MapData, VipKey, Lease>,
 }
 
 impl DatapathMaps {
@@ -103,6 +104,7 @@ impl DatapathMaps {
             service_stats: typed(MAP_SERVICE_STATS, get(MAP_SERVICE_STATS)?)?,
             backend_stats: typed(MAP_BACKEND_STATS, get(MAP_BACKEND_STATS)?)?,
             interfaces: typed(MAP_INTERFACES, get(MAP_INTERFACES)?)?,
+            leases: typed(MAP_LEASES, get(MAP_LEASES)?)?,
         })
     }
 

@@ -28,6 +28,7 @@ use crate::{
     config::validate::{VrrpConfig, VrrpVersion},
     control::status::VrrpStatus,
     net::{addr::Addresses, garp, iface},
+    vrrp::lease::Leases,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,7 @@ impl Instance {
         config: VrrpConfig,
         addresses: Addresses,
         tracked: watch::Receiver<Tracked>,
+        leases: Option<Leases>,
     ) -> Result<Self, InstanceError> {
         let v6 = config.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
         let vips: Vec<IpAddr> = config.virtual_addresses.iter().map(|(a, _)| *a).collect();
@@ -136,6 +138,7 @@ impl Instance {
             rejected: Rejected::default(),
             tracked,
             send_failing: false,
+            leases,
         };
         Ok(Self {
             status,
@@ -194,6 +197,8 @@ struct Runner {
     tracked: watch::Receiver<Tracked>,
     /// Logs a failing send once, not once per advert.
     send_failing: bool,
+    /// The datapath's leases on the virtual addresses, renewed while master.
+    leases: Option<Leases>,
 }
 
 /// Waits until `deadline`, or forever when there is none.
@@ -347,7 +352,19 @@ impl Runner {
         }
     }
 
+    /// A master's hold on its addresses lasts as long as a backup waits
+    /// for its adverts (RFC 9568 §6.1: three intervals, plus a skew of at
+    /// most one more); past that, a backup takes over.
+    fn renew_leases(&self) {
+        if let Some(leases) = &self.leases {
+            leases.renew(&self.vips, self.config.advert_interval * 3);
+        }
+    }
+
     async fn send_advert(&mut self, priority: u8) {
+        if self.fsm.state() == State::Master && priority != 0 {
+            self.renew_leases();
+        }
         let advert = Advert {
             version: self.expect.version,
             vrid: self.config.vrid,
@@ -378,6 +395,7 @@ impl Runner {
     }
 
     async fn take_addresses(&mut self) {
+        self.renew_leases();
         for (addr, prefix) in &self.config.virtual_addresses {
             if let Err(e) = self
                 .addresses
@@ -403,6 +421,9 @@ impl Runner {
     async fn release_addresses(&mut self) {
         self.timers.garp_repeat = None;
         self.timers.garp_refresh = None;
+        if let Some(leases) = &self.leases {
+            leases.end(&self.vips);
+        }
         for (addr, prefix) in &self.config.virtual_addresses {
             if let Err(e) = self
                 .addresses

@@ -8,6 +8,7 @@ pub mod check;
 pub mod fsm;
 pub mod instance;
 pub mod io;
+pub mod lease;
 pub mod notify;
 pub mod packet;
 pub mod routers;

@@ -36,6 +36,7 @@ impl Routers {
     pub fn start(
         configs: &[VrrpConfig],
         services_down: BTreeSet<String>,
+        leases: Option<super::lease::Leases>,
     ) -> Result<Self, RoutersError> {
         let watched = track::interfaces(configs);
         let (tracked, _) = watch::channel(Tracked {
@@ -50,6 +51,7 @@ impl Routers {
                     config.clone(),
                     addresses.clone(),
                     tracked.subscribe(),
+                    leases.clone(),
                 )?);
                 tracing::info!(
                     instance = config.name,

@@ -171,3 +171,62 @@ fn unicast_peers_elect_where_multicast_is_dropped() {
         p.holds(1, VIP) && p.client_vip_mac() == Some(p.nodes[1].mac())
     });
 }
+
+/// The MAC the client's neighbour table has for `addr`, if any.
+fn client_mac_for(pair: &HaPair, addr: &str) -> Option<String> {
+    let shown = pair
+        .client
+        .ns
+        .ip(&["neigh", "show", "to", addr, "dev", "eth0"]);
+    let mut words = shown.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
+#[test]
+fn a_killed_masters_kernel_stops_claiming_the_vips_once_its_lease_runs_out() {
+    let pair = web();
+    let mut lb1 = pair.start_halb(0, &pair_config(150, true));
+    let lb2 = pair.start_halb(1, &pair_config(100, true));
+    wait_state(&lb1, "VI_4", "master", Duration::from_secs(5));
+    wait_state(&lb1, "VI_6", "master", Duration::from_secs(5));
+    wait_state(&lb2, "VI_4", "backup", Duration::from_secs(5));
+    lb1.crash();
+    wait_state(&lb2, "VI_4", "master", Duration::from_secs(5));
+    wait_state(&lb2, "VI_6", "master", Duration::from_secs(5));
+    // lb1's kernel still has both VIPs on eth0, as a killed keepalived's
+    // would; a client that asks for them must hear only lb2.
+    assert!(pair.holds(0, VIP) && pair.holds(0, VIP6));
+    let lb2_mac = pair.nodes[1].mac();
+    for round in 0..10 {
+        for (addr, target) in [(VIP, vip()), (VIP6, vip6())] {
+            pair.client
+                .ns
+                .ip(&["neigh", "flush", "to", addr, "dev", "eth0"]);
+            let tally = http_requests(&pair.client.ns, target, 1, 1, Source::Ephemeral);
+            assert_eq!(tally.failed, 0, "round {round}, {addr}: {:?}", tally.errors);
+            assert_eq!(
+                client_mac_for(&pair, addr).as_deref(),
+                Some(lb2_mac.as_str()),
+                "round {round}: the client resolved {addr} to another node"
+            );
+        }
+    }
+    let counters = halb_tests::netns::run_checked(
+        pair.nodes[0]
+            .ns
+            .command(halb_tests::agent::halb_bin().to_str().unwrap())
+            .args(["counters", "--pin-dir"])
+            .arg(&lb1.pin_dir),
+    );
+    let counters = String::from_utf8_lossy(&counters.stdout).into_owned();
+    let refused: u64 = counters
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("drop_lease_expired"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop_lease_expired in {counters}"));
+    assert!(
+        refused >= 20,
+        "lb1's datapath refused {refused} requests: {counters}"
+    );
+}

@@ -1,0 +1,96 @@
+//! The leases of VRRP virtual addresses in the datapath (see the XDP
+//! program's lease.rs): a master renews them with every advertisement, so
+//! an agent that dies with its addresses still on the interface stops
+//! claiming them (its kernel's ARP and neighbour answers are dropped)
+//! once the lease runs out, as the backup takes over.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use halb_common::{
+    maps::MAP_LEASES,
+    service::{Lease, VipKey},
+};
+
+use crate::dataplane::maps::{MapsError, addr_be, pin_path};
+
+/// A handle on the pinned lease map, shared by the VRRP instances.
+#[derive(Clone)]
+pub struct Leases(Arc<Mutex<HashMap<MapData, VipKey, Lease>>>);
+
+impl Leases {
+    /// Opens the lease map pinned under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<Self, MapsError> {
+        let path = pin_path(pin_dir, MAP_LEASES);
+        let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
+            path: path.clone(),
+            source,
+        })?;
+        let map = Map::from_map_data(data)
+            .and_then(HashMap::try_from)
+            .map_err(|source| MapsError::WrongType {
+                map: MAP_LEASES,
+                source,
+            })?;
+        Ok(Self(Arc::new(Mutex::new(map))))
+    }
+
+    /// Holds `addresses` for `duration` from now.
+    pub fn renew(&self, addresses: &[IpAddr], duration: Duration) {
+        let lease = Lease {
+            expires_ns: monotonic_ns().saturating_add(duration.as_nanos() as u64),
+        };
+        let mut map = self.0.lock().expect("lease map lock");
+        for addr in addresses {
+            if let Err(e) = map.insert(key(*addr), lease, 0) {
+                tracing::warn!(%addr, error = %e, "cannot renew the address's lease");
+            }
+        }
+    }
+
+    /// Gives `addresses` up: nothing answers for them here any more.
+    pub fn end(&self, addresses: &[IpAddr]) {
+        let expired = Lease { expires_ns: 0 };
+        let mut map = self.0.lock().expect("lease map lock");
+        for addr in addresses {
+            // Kept as expired, not removed: the kernel still has the
+            // address until it is removed, and must not answer for it.
+            let _ = map.insert(key(*addr), expired, 0);
+        }
+    }
+
+    /// Forgets every lease: a starting agent's instances take theirs again,
+    /// and an address no longer virtual is none of the datapath's concern.
+    pub fn clear(&self) {
+        let mut map = self.0.lock().expect("lease map lock");
+        let keys: Vec<VipKey> = map.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let _ = map.remove(&key);
+        }
+    }
+}
+
+fn key(addr: IpAddr) -> VipKey {
+    let (addr_be, family) = addr_be(addr);
+    VipKey {
+        addr_be,
+        family,
+        _pad: [0; 3],
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
