@@ -353,8 +353,10 @@ impl Agent {
     }
 
     /// Re-reads the config file; applies what changed (services, backends,
-    /// weights, checks) and keeps everything else, flows included. A config
-    /// with errors changes nothing.
+    /// weights, checks) and keeps everything else, flows included. A reload
+    /// is all or nothing: each consumer first prepares (config, datapath
+    /// ids and writes, proxy listeners), and only when all could does any
+    /// of them change. A config with errors changes nothing.
     async fn reload(&mut self) -> Result<String, String> {
         let new = config::load(&self.config_path).map_err(|e| e.to_string())?;
         if new.datapath != self.config.datapath
@@ -365,8 +367,17 @@ impl Agent {
                 "[datapath], [admin] and [[vrrp]] changes take effect on restart; kept as they were"
             );
         }
+        let datapath = self
+            .sync
+            .prepare(&self.datapath.maps, &new.services)
+            .map_err(|e| format!("cannot program the services into the datapath: {e}"))?;
+        let listeners = self
+            .proxy
+            .prepare(&new.services)
+            .map_err(|e| e.to_string())?;
+        // Everything prepared: from here on the reload goes through.
         self.sync
-            .apply(&mut self.datapath.maps, &new.services)
+            .commit(&mut self.datapath.maps, datapath)
             .map_err(|e| e.to_string())?;
         let names: BTreeSet<String> = new
             .services
@@ -390,10 +401,7 @@ impl Agent {
         // Backends that stay keep their health, drain and route; new ones
         // get theirs.
         self.reconcile_states().map_err(|e| e.to_string())?;
-        self.proxy
-            .reload(&self.config.services)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.proxy.apply(listeners, &self.config.services);
         // Pools are new objects: give them the health and drains known.
         for pool in proxy::checked_pools(&self.config.services) {
             for b in &pool.backends {

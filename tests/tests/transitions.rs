@@ -254,3 +254,53 @@ fn idle_and_unread_clients_on_metrics_and_control_stall_nothing() {
         reloading.elapsed()
     );
 }
+
+#[test]
+fn a_reload_that_cannot_listen_changes_nothing_not_even_the_datapath() {
+    let lab = scenario();
+    let agent = start(&lab, &[0, 1], &[]);
+    // Something else holds the VIP's port 8080 on the balancer.
+    let vip8080 = SocketAddr::new(lab.vip().ip(), 8080);
+    let _squatter = lab
+        .lb
+        .run(|| std::net::TcpListener::bind(vip8080))
+        .expect("bind the squatter");
+    // The reload adds web3 to "web" and a layer-7 service on that port.
+    let text = config(&lab, &agent, &[0, 1, 2]).replace(
+        "[admin]",
+        &format!(
+            "[[service]]\nname = \"www\"\nvip = \"{}\"\nport = 8080\n\
+             keep_client_address = true\n\
+             [service.http]\ndefault_pool = \"app\"\n\
+             [[service.http.pool]]\nname = \"app\"\n\
+             [[service.http.pool.backend]]\naddress = \"{}\"\n[admin]",
+            lab.vip().ip(),
+            lab.backends[2].addr
+        ),
+    );
+    let before = settled(&status(&agent));
+    std::fs::write(agent.config_path(), text).expect("write config");
+    let refused = std::process::Command::new(halb_tests::agent::halb_bin())
+        .arg("reload")
+        .arg("--socket")
+        .arg(&agent.control_socket)
+        .output()
+        .expect("run halb reload");
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        !refused.status.success() && said.contains("cannot listen on") && said.contains(":8080"),
+        "the reload went through: {said}"
+    );
+    assert_eq!(
+        settled(&status(&agent)),
+        before,
+        "a refused reload changed status"
+    );
+    let tally = http_requests(&lab.client.ns, lab.vip(), 200, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(
+        !tally.by_backend.contains_key("web3"),
+        "the datapath took the refused reload's backend: {:?}",
+        tally.by_backend
+    );
+}

@@ -27,7 +27,7 @@ use halb_common::{
 use super::{
     maglev,
     maps::{MapsError, addr_be, ip_from_be},
-    writer::MapWriter,
+    writer::{MapOp, MapWriter, Recorder},
 };
 use crate::config::validate::{Affinity, AllDown, BackendConfig, Mode, Protocol, ServiceConfig};
 
@@ -106,7 +106,7 @@ pub struct AppliedBackend {
 
 /// A service a previous agent left in the pinned maps, not yet matched
 /// with the config.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Adopted {
     value: Service,
     backends: Vec<(u32, Backend)>,
@@ -115,6 +115,7 @@ struct Adopted {
 }
 
 /// The agent's record of what it wrote into the maps.
+#[derive(Clone)]
 pub struct Sync {
     ring_size: u32,
     services: BTreeMap<String, AppliedService>,
@@ -215,6 +216,35 @@ impl Sync {
             }
         }
         self.write_vips(maps)
+    }
+
+    /// Works out what [`Sync::apply`] would write for `wanted`, writing
+    /// nothing: everything that can refuse (ids) refuses here.
+    pub fn prepare(
+        &self,
+        maps: &impl MapWriter,
+        wanted: &[ServiceConfig],
+    ) -> Result<PreparedSync, SyncError> {
+        let mut next = self.clone();
+        let mut recorder = Recorder::new(maps);
+        next.apply(&mut recorder, wanted)?;
+        Ok(PreparedSync {
+            next,
+            ops: recorder.ops,
+        })
+    }
+
+    /// Writes what `prepared` worked out and takes its record as this one.
+    pub fn commit(
+        &mut self,
+        maps: &mut impl MapWriter,
+        prepared: PreparedSync,
+    ) -> Result<(), SyncError> {
+        for op in &prepared.ops {
+            op.replay(maps)?;
+        }
+        *self = prepared.next;
+        Ok(())
     }
 
     /// Sets one backend's state and republishes its service's ring.
@@ -413,6 +443,12 @@ impl Sync {
             )
             .collect()
     }
+}
+
+/// The writes a reload will make, and the record after them.
+pub struct PreparedSync {
+    next: Sync,
+    ops: Vec<MapOp>,
 }
 
 /// An adopted service as if this agent had applied it: its backends that

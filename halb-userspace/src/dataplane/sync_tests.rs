@@ -171,3 +171,37 @@ fn a_drain_survives_a_restart_and_a_removed_service_is_cleared() {
     assert!(maps.vips.is_empty());
     assert!(maps.backends().unwrap().is_empty());
 }
+
+#[test]
+fn a_prepared_reload_writes_nothing_until_committed_and_then_what_apply_would() {
+    let mut maps = MemoryMaps::default();
+    let mut sync = Sync::new(RING);
+    sync.apply(&mut maps, &services(&[11, 12])).unwrap();
+    let before = (
+        maps.services.clone(),
+        maps.backends.clone(),
+        maps.rings.clone(),
+    );
+    let prepared = sync.prepare(&maps, &services(&[13, 11, 12])).unwrap();
+    assert_eq!(
+        (
+            maps.services.clone(),
+            maps.backends.clone(),
+            maps.rings.clone()
+        ),
+        before,
+        "prepare wrote into the maps"
+    );
+    assert_eq!(ids(&sync).len(), 2, "prepare changed the record");
+
+    let mut direct = maps.clone();
+    let mut direct_sync = sync.clone();
+    direct_sync
+        .apply(&mut direct, &services(&[13, 11, 12]))
+        .unwrap();
+    sync.commit(&mut maps, prepared).unwrap();
+    assert_eq!(ids(&sync), ids(&direct_sync));
+    assert_eq!(maps.services, direct.services);
+    assert_eq!(maps.backends, direct.backends);
+    assert_eq!(maps.rings, direct.rings);
+}

@@ -209,3 +209,96 @@ impl MapWriter for MemoryMaps {
         Ok(())
     }
 }
+
+/// One write the sync wants, recorded by [`Recorder`] to be carried out
+/// later: a reload prepares every consumer first and writes only once
+/// all of them could prepare.
+#[derive(Debug, Clone)]
+pub enum MapOp {
+    SetService(ServiceKey, Service),
+    RemoveService(ServiceKey),
+    SetVip(VipKey, Vip),
+    RemoveVip(VipKey),
+    SetBackend(u32, Backend),
+    SetRingSlots {
+        ring: u32,
+        size: u32,
+        slots: Vec<(u32, u32)>,
+    },
+}
+
+impl MapOp {
+    pub fn replay(&self, maps: &mut impl MapWriter) -> Result<(), MapsError> {
+        match self {
+            MapOp::SetService(k, v) => maps.set_service(*k, *v),
+            MapOp::RemoveService(k) => maps.remove_service(k),
+            MapOp::SetVip(k, v) => maps.set_vip(*k, *v),
+            MapOp::RemoveVip(k) => maps.remove_vip(k),
+            MapOp::SetBackend(id, v) => maps.set_backend(*id, *v),
+            MapOp::SetRingSlots { ring, size, slots } => maps.set_ring_slots(*ring, *size, slots),
+        }
+    }
+}
+
+/// Reads from the maps under it, records writes instead of making them.
+pub struct Recorder<'a, M> {
+    maps: &'a M,
+    pub ops: Vec<MapOp>,
+}
+
+impl<'a, M: MapWriter> Recorder<'a, M> {
+    pub fn new(maps: &'a M) -> Self {
+        Self {
+            maps,
+            ops: Vec::new(),
+        }
+    }
+}
+
+impl<M: MapWriter> MapWriter for Recorder<'_, M> {
+    fn services(&self) -> Result<Vec<(ServiceKey, Service)>, MapsError> {
+        self.maps.services()
+    }
+    fn set_service(&mut self, key: ServiceKey, value: Service) -> Result<(), MapsError> {
+        self.ops.push(MapOp::SetService(key, value));
+        Ok(())
+    }
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapsError> {
+        self.ops.push(MapOp::RemoveService(*key));
+        Ok(())
+    }
+    fn vips(&self) -> Result<Vec<VipKey>, MapsError> {
+        self.maps.vips()
+    }
+    fn set_vip(&mut self, key: VipKey, value: Vip) -> Result<(), MapsError> {
+        self.ops.push(MapOp::SetVip(key, value));
+        Ok(())
+    }
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), MapsError> {
+        self.ops.push(MapOp::RemoveVip(*key));
+        Ok(())
+    }
+    fn backends(&self) -> Result<Vec<(u32, Backend)>, MapsError> {
+        self.maps.backends()
+    }
+    fn set_backend(&mut self, id: u32, value: Backend) -> Result<(), MapsError> {
+        self.ops.push(MapOp::SetBackend(id, value));
+        Ok(())
+    }
+    fn ring(&self, ring: u32, size: u32) -> Result<Vec<u32>, MapsError> {
+        self.maps.ring(ring, size)
+    }
+    fn set_ring_slots(
+        &mut self,
+        ring: u32,
+        size: u32,
+        slots: &[(u32, u32)],
+    ) -> Result<(), MapsError> {
+        self.ops.push(MapOp::SetRingSlots {
+            ring,
+            size,
+            slots: slots.to_vec(),
+        });
+        Ok(())
+    }
+}

@@ -58,6 +58,11 @@ pub fn checked_pools(services: &[ServiceConfig]) -> Vec<ServiceConfig> {
         .collect()
 }
 
+/// Listeners a reload will add, bound already.
+pub struct PreparedProxy {
+    started: Vec<Listener>,
+}
+
 impl Proxy {
     /// Listens for every layer-7 service in `services`.
     pub fn start(services: &[ServiceConfig]) -> Result<Self, ListenError> {
@@ -74,9 +79,39 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// Applies a reloaded config: new services listen, removed ones drain,
-    /// the others take the new rules and pools for new connections.
-    pub async fn reload(&mut self, services: &[ServiceConfig]) -> Result<(), ListenError> {
+    /// Binds the listeners a reloaded config adds, changing nothing else:
+    /// what can fail in a reload fails here, before anything changed.
+    pub fn prepare(&self, services: &[ServiceConfig]) -> Result<PreparedProxy, ListenError> {
+        let mut started = Vec::new();
+        for config in services {
+            let addr = SocketAddr::new(config.vip, config.port);
+            let listening = self
+                .listeners
+                .iter()
+                .any(|l| l.service().name == config.name && l.addr == addr);
+            if listening {
+                continue;
+            }
+            let Some(service) = Service::new(config) else {
+                continue;
+            };
+            match Listener::start(addr, Arc::new(service)) {
+                Ok(listener) => started.push(listener),
+                Err(e) => {
+                    for listener in started {
+                        tokio::spawn(listener.stop(std::time::Duration::ZERO));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(PreparedProxy { started })
+    }
+
+    /// Applies a reloaded config: new services listen (on the listeners
+    /// `prepared` bound), removed ones drain, the others take the new
+    /// rules and pools for new connections.
+    pub fn apply(&mut self, prepared: PreparedProxy, services: &[ServiceConfig]) {
         let mut kept = Vec::new();
         let mut gone = Vec::new();
         for listener in self.listeners.drain(..) {
@@ -98,19 +133,10 @@ impl Proxy {
             tokio::spawn(listener.stop(DRAIN_LIMIT));
         }
         self.listeners = kept;
-        for config in services {
-            let listening = self
-                .listeners
-                .iter()
-                .any(|l| l.service().name == config.name);
-            if !listening && let Some(service) = Service::new(config) {
-                let addr = SocketAddr::new(config.vip, config.port);
-                self.listeners
-                    .push(Listener::start(addr, Arc::new(service))?);
-                tracing::info!(service = config.name, %addr, "HTTP proxy listening");
-            }
+        for listener in prepared.started {
+            tracing::info!(service = listener.service().name, addr = %listener.addr, "HTTP proxy listening");
+            self.listeners.push(listener);
         }
-        Ok(())
     }
 
     fn pool(&self, key: &str) -> Option<Arc<Pool>> {
