@@ -3,9 +3,9 @@
 pub mod harness;
 pub mod pkt;
 
+mod cases_counting;
 mod cases_flows;
 mod cases_forward;
-mod cases_counting;
 mod cases_icmp;
 mod cases_malformed;
 
