@@ -95,7 +95,7 @@ fn expired(addr_be: AddrBe, family: u8) -> bool {
         _pad: [0; 3],
     };
     // SAFETY: a read-only lookup; the value is copied at once.
-    match unsafe { HALB_LEASES.get(&key) } {
+    match unsafe { HALB_LEASES.get(key) } {
         Some(lease) => lease.expires_ns < clock::now(),
         None => false,
     }

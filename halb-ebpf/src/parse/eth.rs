@@ -61,7 +61,7 @@ pub fn addressed_here(ctx: &XdpContext) -> bool {
     }
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: a read-only lookup; the value is copied at once.
-    match unsafe { HALB_IFACES.get(&ifindex) } {
+    match unsafe { HALB_IFACES.get(ifindex) } {
         Some(iface) => iface.mac == dst,
         None => true,
     }
