@@ -40,6 +40,16 @@ pub trait MapWriter {
     ) -> Result<(), MapsError>;
 }
 
+/// Whether a removal failed only because the key was not there (aya
+/// reports the kernel's ENOENT as a failed syscall).
+fn missing(error: &aya::maps::MapError) -> bool {
+    match error {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
 fn io_error(map: &'static str, e: std::io::Error) -> MapsError {
     MapsError::Batch { map, source: e }
 }
@@ -63,7 +73,8 @@ impl MapWriter for DatapathMaps {
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapsError> {
         match self.services.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(source) if missing(&source) => Ok(()),
             Err(source) => Err(MapsError::Update {
                 map: MAP_SERVICES,
                 source,
@@ -89,7 +100,8 @@ impl MapWriter for DatapathMaps {
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), MapsError> {
         match self.vips.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(source) if missing(&source) => Ok(()),
             Err(source) => Err(MapsError::Update {
                 map: MAP_VIPS,
                 source,
