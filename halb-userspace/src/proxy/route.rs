@@ -5,7 +5,7 @@
 use http::{HeaderName, Method, Request};
 use regex::Regex;
 
-use crate::config::validate::{Condition, HttpConfig};
+use crate::config::validate::{Condition, HttpConfig, path_regex};
 
 enum Matcher {
     PathBegins(Vec<String>),
@@ -63,10 +63,9 @@ impl Routes {
                         Some(match c {
                             Condition::PathBegins(v) => Matcher::PathBegins(fold(v)),
                             Condition::PathEnds(v) => Matcher::PathEnds(fold(v)),
-                            Condition::PathRegex(r) if rule.ignore_case => {
-                                Matcher::PathRegex(Regex::new(&format!("(?i){r}")).ok()?)
+                            Condition::PathRegex(r) => {
+                                Matcher::PathRegex(path_regex(r, rule.ignore_case).ok()?)
                             }
-                            Condition::PathRegex(r) => Matcher::PathRegex(Regex::new(r).ok()?),
                             Condition::Host(v) => {
                                 Matcher::Host(v.iter().map(|h| h.to_ascii_lowercase()).collect())
                             }

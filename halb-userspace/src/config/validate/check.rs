@@ -159,7 +159,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "m" => number * 60.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // Refuses, rather than panics on, what does not fit a Duration
+    // ("99999999999999999999s").
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Parses the duration in `value`, reporting `what` at its position when

@@ -174,8 +174,9 @@ pub(super) fn http(
         if let Some(v) = &r.path_end {
             conditions.push(Condition::PathEnds(v.get_ref().clone()));
         }
+        let ignore_case = r.ignore_case.as_ref().is_some_and(|i| *i.get_ref());
         if let Some(v) = &r.path_regex {
-            if let Err(e) = regex_check(v.get_ref()) {
+            if let Err(e) = path_regex(v.get_ref(), ignore_case) {
                 errors.at(
                     v.span(),
                     format!("path_regex {:?} does not compile: {e}", v.get_ref()),
@@ -200,6 +201,15 @@ pub(super) fn http(
             conditions.push(Condition::Method(v.get_ref().clone()));
         }
         if let Some(h) = &r.header {
+            if ::http::HeaderName::from_bytes(h.get_ref().name.as_bytes()).is_err() {
+                errors.at(
+                    h.span(),
+                    format!(
+                        "header {:?} is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only",
+                        h.get_ref().name
+                    ),
+                );
+            }
             conditions.push(Condition::Header {
                 name: h.get_ref().name.clone(),
                 contains: h.get_ref().contains.clone(),
@@ -225,7 +235,7 @@ pub(super) fn http(
         rules.push(HttpRule {
             conditions,
             pool,
-            ignore_case: r.ignore_case.as_ref().is_some_and(|i| *i.get_ref()),
+            ignore_case,
         });
     }
     HttpConfig {
@@ -317,9 +327,13 @@ fn clone_backend(b: &model::Backend) -> model::Backend {
     }
 }
 
-/// Checks that `pattern` is a regular expression the proxy can compile.
-fn regex_check(pattern: &str) -> Result<(), String> {
-    regex::Regex::new(pattern)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// A rule's `path_regex` as the proxy matches it: without case when the
+/// rule ignores case. Validation compiles it the same way, so a pattern
+/// that only `(?i)` makes too large is refused instead of dropped.
+pub fn path_regex(pattern: &str, ignore_case: bool) -> Result<regex::Regex, regex::Error> {
+    if ignore_case {
+        regex::Regex::new(&format!("(?i){pattern}"))
+    } else {
+        regex::Regex::new(pattern)
+    }
 }

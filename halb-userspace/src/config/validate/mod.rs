@@ -21,7 +21,9 @@ mod tests;
 mod vrrp;
 
 pub use check::parse_duration;
-pub use http::{Balance, Condition, HttpConfig, HttpRule, HttpSettings, HttpTimeouts, PoolConfig};
+pub use http::{
+    Balance, Condition, HttpConfig, HttpRule, HttpSettings, HttpTimeouts, PoolConfig, path_regex,
+};
 use service::services;
 pub use vrrp::{Garp, Track, VrrpConfig, VrrpVersion};
 

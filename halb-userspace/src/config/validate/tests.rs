@@ -242,6 +242,25 @@ const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
         "does not compile",
     ),
     (
+        "duration too large for the agent",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.check]\ntype = \"tcp\"\ninterval = \"99999999999999999999s\"\n[[service.backend]]\naddress = \"198.18.1.11\"\n",
+        (10, 12),
+        "is not a duration",
+    ),
+    (
+        "HTTP header rule with no valid header name",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"app\"\nheader = { name = \"X Pool\" }\n",
+        (16, 10),
+        "is not an HTTP header name",
+    ),
+    (
+        // Compiles as written, but not without case (as the proxy runs it).
+        "HTTP path regex too large once case is ignored",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\nvip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n[service.http]\ndefault_pool = \"app\"\n[[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n[[service.http.rule]]\npool = \"app\"\nignore_case = true\npath_regex = \"k{50000}\"\n",
+        (17, 14),
+        "does not compile",
+    ),
+    (
         "VRRP tracking an unknown service",
         "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nvirtual_addresses = [\"198.18.0.100/32\"]\ntrack_service = [{ name = \"web\", weight = -50 }]\n",
         (9, 27),
