@@ -46,12 +46,46 @@ pub struct HttpPoolStatus {
 pub struct HttpBackendStatus {
     pub address: SocketAddr,
     pub weight: u32,
-    pub health: String,
-    pub admin: String,
+    pub health: Health,
+    pub admin: Admin,
     /// Requests in flight now.
     pub active: usize,
     pub responses: u64,
     pub connect_failures: u64,
+}
+
+/// A VRRP instance's state as shown: the RFC's three, and halb's own
+/// fault (tracking says it must not take part).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpState {
+    #[default]
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl VrrpState {
+    /// As logs, notify commands and `halb status --json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            VrrpState::Initialize => "initialize",
+            VrrpState::Backup => "backup",
+            VrrpState::Master => "master",
+            VrrpState::Fault => "fault",
+        }
+    }
+
+    /// The value of the `halb_vrrp_state` metric.
+    pub fn number(self) -> u8 {
+        match self {
+            VrrpState::Initialize => 0,
+            VrrpState::Backup => 1,
+            VrrpState::Master => 2,
+            VrrpState::Fault => 3,
+        }
+    }
 }
 
 /// One VRRP instance as it stands.
@@ -61,8 +95,7 @@ pub struct VrrpStatus {
     pub interface: String,
     pub vrid: u8,
     pub version: u8,
-    /// "initialize", "backup", "master" or "fault".
-    pub state: String,
+    pub state: VrrpState,
     /// The priority advertised now, after tracking.
     pub priority: u8,
     pub configured_priority: u8,
@@ -207,8 +240,8 @@ impl Status {
                         "  {:<40} {:>6} {:>6} {:>8} {:>7} {:>10} {:>9}",
                         b.address.to_string(),
                         b.weight,
-                        b.health,
-                        b.admin,
+                        b.health.name(),
+                        b.admin.name(),
                         b.active,
                         b.responses,
                         b.connect_failures
@@ -236,7 +269,7 @@ impl Status {
                 v.interface,
                 v.vrid,
                 v.version,
-                v.state.to_uppercase(),
+                v.state.name().to_uppercase(),
                 v.priority,
                 v.configured_priority,
                 v.master.map_or("unknown".to_owned(), |m| m.to_string()),

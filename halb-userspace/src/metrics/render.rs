@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use halb_common::stats::PacketCounters;
 
-use crate::control::status::Status;
+use crate::control::status::{Status, VrrpState};
 
 /// The metrics page for `status` and the datapath's `packets`.
 pub fn render(status: &Status, packets: &PacketCounters) -> String {
@@ -149,21 +149,13 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
         "halb_vrrp_master",
         "gauge",
         "1 while the VRRP instance is MASTER.",
-        vrrp(&|v| u8::from(v.state == "master").to_string()),
+        vrrp(&|v| u8::from(v.state == VrrpState::Master).to_string()),
     );
     family(
         "halb_vrrp_state",
         "gauge",
         "The VRRP instance's state: 0 initialize, 1 backup, 2 master, 3 fault.",
-        vrrp(&|v| {
-            match v.state.as_str() {
-                "backup" => 1,
-                "master" => 2,
-                "fault" => 3,
-                _ => 0,
-            }
-            .to_string()
-        }),
+        vrrp(&|v| v.state.number().to_string()),
     );
     family(
         "halb_vrrp_priority",
@@ -259,7 +251,7 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
         "halb_http_backend_healthy",
         "gauge",
         "1 when the pool backend's health checks pass.",
-        per_http_backend(&|b| u8::from(b.health == "up").to_string()),
+        per_http_backend(&|b| u8::from(b.health == crate::health::Health::Up).to_string()),
     );
     family(
         "halb_http_connections",

@@ -22,8 +22,10 @@ use std::{
 };
 
 use crate::{
+    backends::Admin,
     config::validate::{Balance, ServiceConfig},
     control::status::{HttpBackendStatus, HttpPoolStatus, HttpServiceStatus},
+    health::Health,
 };
 use forward::Service;
 use listen::{ListenError, Listener};
@@ -197,13 +199,16 @@ impl Proxy {
                                 .map(|b| HttpBackendStatus {
                                     address: b.addr,
                                     weight: b.weight,
-                                    health: if Pool::is_up(b) { "up" } else { "down" }.to_owned(),
-                                    admin: if Pool::is_drained(b) {
-                                        "drained"
+                                    health: if Pool::is_up(b) {
+                                        Health::Up
                                     } else {
-                                        "enabled"
-                                    }
-                                    .to_owned(),
+                                        Health::Down
+                                    },
+                                    admin: if Pool::is_drained(b) {
+                                        Admin::Drained
+                                    } else {
+                                        Admin::Enabled
+                                    },
                                     active: b.active.load(Ordering::Relaxed),
                                     responses: b.served.load(Ordering::Relaxed),
                                     connect_failures: b.failed.load(Ordering::Relaxed),

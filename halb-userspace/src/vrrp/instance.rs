@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     config::validate::{VrrpConfig, VrrpVersion},
-    control::status::VrrpStatus,
+    control::status::{VrrpState, VrrpStatus},
     net::{addr::Addresses, garp, iface},
     vrrp::lease::Leases,
 };
@@ -117,7 +117,7 @@ impl Instance {
             interface: config.interface.clone(),
             vrid: config.vrid,
             version: if version == Version::V2 { 2 } else { 3 },
-            state: "initialize".to_owned(),
+            state: VrrpState::Initialize,
             priority: config.priority,
             configured_priority: config.priority,
             address: Some(local),
@@ -134,7 +134,7 @@ impl Instance {
             timers: Timers::default(),
             status: status.clone(),
             fault: None,
-            shown: "initialize",
+            shown: VrrpState::Initialize,
             rejected: Rejected::default(),
             tracked,
             send_failing: false,
@@ -191,8 +191,8 @@ struct Runner {
     timers: Timers,
     status: Arc<Mutex<VrrpStatus>>,
     fault: Option<String>,
-    /// The state as last reported ("fault" is the instance's own).
-    shown: &'static str,
+    /// The state as last reported (fault is the instance's own).
+    shown: VrrpState,
     rejected: Rejected,
     tracked: watch::Receiver<Tracked>,
     /// Logs a failing send once, not once per advert.
@@ -455,29 +455,29 @@ impl Runner {
     }
 
     /// Runs the notify command for `state`, if one is configured.
-    fn notify(&self, state: &'static str) {
+    fn notify(&self, state: VrrpState) {
         let command = match state {
-            "master" => self.config.notify_master.as_deref(),
-            "backup" => self.config.notify_backup.as_deref(),
-            "fault" => self.config.notify_fault.as_deref(),
-            _ => None,
+            VrrpState::Master => self.config.notify_master.as_deref(),
+            VrrpState::Backup => self.config.notify_backup.as_deref(),
+            VrrpState::Fault => self.config.notify_fault.as_deref(),
+            VrrpState::Initialize => None,
         };
         if let Some(command) = command {
-            notify::run(command, &self.config.name, state);
+            notify::run(command, &self.config.name, state.name());
         }
     }
 
     /// Logs a change of state and publishes the status; returns the new
     /// state when it changed.
-    fn report_state(&mut self) -> Option<&'static str> {
-        let now: &'static str = match (&self.fault, self.fsm.state()) {
-            (Some(_), _) => "fault",
-            (None, State::Initialize) => "initialize",
-            (None, State::Backup) => "backup",
-            (None, State::Master) => "master",
+    fn report_state(&mut self) -> Option<VrrpState> {
+        let now = match (&self.fault, self.fsm.state()) {
+            (Some(_), _) => VrrpState::Fault,
+            (None, State::Initialize) => VrrpState::Initialize,
+            (None, State::Backup) => VrrpState::Backup,
+            (None, State::Master) => VrrpState::Master,
         };
         if now != self.shown {
-            let transition = format!("{} -> {now}", self.shown);
+            let transition = format!("{} -> {}", self.shown.name(), now.name());
             tracing::info!(
                 instance = self.config.name,
                 transition,
@@ -492,10 +492,7 @@ impl Runner {
                 .duration_since(UNIX_EPOCH)
                 .ok()
                 .map(|d| d.as_secs_f64());
-            status.master = match now {
-                "master" => Some(self.socket.local),
-                _ => None,
-            };
+            status.master = (now == VrrpState::Master).then_some(self.socket.local);
             drop(status);
             self.publish();
             return Some(now);
@@ -506,7 +503,7 @@ impl Runner {
 
     fn publish(&self) {
         let mut status = self.status.lock().expect("status lock");
-        status.state = self.shown.to_owned();
+        status.state = self.shown;
         status.priority = self.fsm.priority();
         status.fault = self.fault.clone();
         status.rejected = self.rejected.by_name();
