@@ -8,6 +8,7 @@ mod bpffs;
 mod build;
 mod cmd;
 mod console;
+mod fuzz;
 mod lab;
 mod packages;
 mod privilege;
@@ -55,6 +56,18 @@ enum Verb {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// Fuzz a parser from its seeds (nightly, cargo-fuzz): `--list` names the targets.
+    Fuzz {
+        /// Which target: config, vrrp_advert, garp, http_route, http_rules.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// How long libFuzzer runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Name the targets and what each feeds, then exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Check (and install) the eBPF toolchain only.
     Toolchain,
     /// The lab's privileged half; `run` starts it (under sudo when not root).
@@ -86,6 +99,11 @@ fn dispatch(verb: Verb) -> anyhow::Result<()> {
         Verb::Run { halb_args, .. } => run::run(&halb_args),
         Verb::Test { test_args } => test::run(&test_args),
         Verb::Bench { name, seconds } => bench::run(&name, seconds),
+        Verb::Fuzz { list: true, .. } => {
+            fuzz::list();
+            Ok(())
+        }
+        Verb::Fuzz { name, seconds, .. } => fuzz::run(name.as_deref().unwrap_or_default(), seconds),
         Verb::Toolchain => toolchain::ensure(),
         Verb::Lab { halb, web } => lab::run(&build::Binaries { halb, web }),
         Verb::LabClean => lab::clean(),
