@@ -26,7 +26,9 @@ pub enum Reject {
     Vrid,
     /// v2: the password differs from `auth_pass`.
     Auth,
-    /// v2: the advert interval differs from ours (RFC 3768 §7.1).
+    /// v2: the advert interval differs from ours (RFC 3768 §7.1); v3: an
+    /// interval of zero, which would make a backup's master-down
+    /// interval zero.
     Interval,
     /// Unicast mode: not from a configured peer.
     Peer,
@@ -117,6 +119,10 @@ impl Expect {
             if advert.interval != self.advert_interval {
                 return Err(Reject::Interval);
             }
+        } else if advert.interval.is_zero() {
+            // RFC 9568 §5.2.7 leaves 0 undefined; honoured, a backup would
+            // declare the master down at once after every advert.
+            return Err(Reject::Interval);
         }
         if !self.unicast_peers.is_empty() && !self.unicast_peers.contains(&received.src) {
             return Err(Reject::Peer);
@@ -217,5 +223,18 @@ mod tests {
             wrong_peer.check(&received(&advert(), 255)),
             Err(Reject::Peer)
         );
+    }
+
+    #[test]
+    fn a_v3_advert_with_interval_zero_is_refused() {
+        let mut e = expect();
+        e.version = Version::V3;
+        e.password = None;
+        let mut a = advert();
+        a.version = Version::V3;
+        a.password = None;
+        assert!(e.check(&received(&a, 255)).is_ok());
+        a.interval = Duration::ZERO;
+        assert_eq!(e.check(&received(&a, 255)), Err(Reject::Interval));
     }
 }

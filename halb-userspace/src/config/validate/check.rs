@@ -50,19 +50,21 @@ pub(super) fn check(
         &[("tcp", Kind::Tcp), ("http", Kind::Http)],
         Kind::Tcp,
     );
-    let mut duration = |value: Option<&Spanned<String>>, what: &str, default: Duration| match value
+    let mut duration = |value: Option<&Spanned<String>>, what: &str, default: Duration| {
+        match value
     {
         None => default,
         Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|| {
             errors.at(
                 v.span(),
                 format!(
-                    "{what} {:?} is not a duration: write it like \"2s\" or \"500ms\"",
+                    "{what} {:?} is not a duration of at most a year: write it like \"2s\" or \"500ms\"",
                     v.get_ref()
                 ),
             );
             default
         }),
+    }
     };
     let interval = duration(pick!(interval), "interval", CHECK_INTERVAL);
     let timeout = duration(pick!(timeout), "timeout", CHECK_TIMEOUT);
@@ -160,9 +162,15 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     // Refuses, rather than panics on, what does not fit a Duration
-    // ("99999999999999999999s").
-    Duration::try_from_secs_f64(seconds).ok()
+    // ("99999999999999999999s"), and what would overflow a deadline
+    // (`Instant::now() + d`): nothing here needs more than a year.
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
+
+/// The longest duration a config may give.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Parses the duration in `value`, reporting `what` at its position when
 /// it is not one.
@@ -176,7 +184,7 @@ pub(super) fn parse_duration_at(
         errors.at(
             value.span(),
             format!(
-                "{what} {:?} is not a duration: write it like \"2s\" or \"500ms\"",
+                "{what} {:?} is not a duration of at most a year: write it like \"2s\" or \"500ms\"",
                 value.get_ref()
             ),
         );

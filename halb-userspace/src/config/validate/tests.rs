@@ -152,6 +152,12 @@ const BROKEN: &[(&str, &str, (usize, usize), &str)] = &[
         "at most the interval",
     ),
     (
+        "a duration past any deadline",
+        "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"10000000000000000000s\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
+        (10, 12),
+        "at most a year",
+    ),
+    (
         "bad duration",
         "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n[service.check]\ntype = \"tcp\"\ninterval = \"soon\"\n[[service.backend]]\naddress = \"198.18.0.11\"\n",
         (10, 12),
@@ -286,4 +292,11 @@ fn broken_configs_name_line_column_and_fix() {
 fn every_error_is_reported_not_just_the_first() {
     let text = "[datapath]\ninterfaces = [\"\"]\nxdp_mode = \"x\"\nlog_level = \"y\"\n";
     assert_eq!(from_str(text).expect_err("three errors").len(), 3);
+}
+
+#[test]
+fn garp_refresh_zero_means_no_refresh_as_in_keepalived() {
+    let text = "[datapath]\ninterfaces = [\"eth0\"]\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 100\nvirtual_addresses = [\"198.18.0.100/32\"]\ngarp_refresh = \"0s\"\n";
+    let config = from_str(text).expect("valid");
+    assert_eq!(config.vrrp[0].garp.refresh, None);
 }

@@ -209,7 +209,9 @@ pub(super) fn instances(
             refresh: v
                 .garp_refresh
                 .as_ref()
-                .and_then(|s| parse_duration_at(s, "garp_refresh", errors)),
+                .and_then(|s| parse_duration_at(s, "garp_refresh", errors))
+                // keepalived's garp_master_refresh 0: no refresh.
+                .filter(|d| !d.is_zero()),
         };
         let tracks = |list: &[Spanned<model::Track>], kind: &str, errors: &mut Errors<'_, '_>| {
             list.iter()
