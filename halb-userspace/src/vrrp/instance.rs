@@ -27,8 +27,11 @@ use super::{
 use crate::{
     config::validate::{VrrpConfig, VrrpVersion},
     control::status::{VrrpState, VrrpStatus},
-    net::{addr::Addresses, garp, iface},
-    vrrp::lease::Leases,
+    net::{addr::Addresses, iface},
+    vrrp::{
+        lease::Leases,
+        link::{NetLink, VrrpLink},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,22 @@ impl Instance {
                 })
             })?;
         let socket = VrrpSocket::open(&config.interface, v6, local).map_err(io_error)?;
+        let link = NetLink {
+            socket,
+            addresses,
+            leases,
+        };
+        Ok(Self::start_on(config, link, tracked))
+    }
+
+    /// Starts the instance on `link` (the real network, or a test's).
+    pub fn start_on(
+        config: VrrpConfig,
+        link: impl VrrpLink,
+        tracked: watch::Receiver<Tracked>,
+    ) -> Self {
+        let vips: Vec<IpAddr> = config.virtual_addresses.iter().map(|(a, _)| *a).collect();
+        let local = link.local();
         let version = match config.version {
             VrrpVersion::V2 => Version::V2,
             VrrpVersion::V3 => Version::V3,
@@ -126,10 +145,9 @@ impl Instance {
         let (stop_tx, stop_rx) = oneshot::channel();
         let runner = Runner {
             config,
-            socket,
+            link,
             expect,
             fsm,
-            addresses,
             vips,
             timers: Timers::default(),
             status: status.clone(),
@@ -138,13 +156,12 @@ impl Instance {
             rejected: Rejected::default(),
             tracked,
             send_failing: false,
-            leases,
         };
-        Ok(Self {
+        Self {
             status,
             stop: Some(stop_tx),
             task: Some(tokio::spawn(runner.run(stop_rx))),
-        })
+        }
     }
 
     pub fn status(&self) -> VrrpStatus {
@@ -181,12 +198,11 @@ struct Timers {
     preempt_from: Option<Instant>,
 }
 
-struct Runner {
+struct Runner<L> {
     config: VrrpConfig,
-    socket: VrrpSocket,
+    link: L,
     expect: Expect,
     fsm: Fsm,
-    addresses: Addresses,
     vips: Vec<IpAddr>,
     timers: Timers,
     status: Arc<Mutex<VrrpStatus>>,
@@ -197,8 +213,6 @@ struct Runner {
     tracked: watch::Receiver<Tracked>,
     /// Logs a failing send once, not once per advert.
     send_failing: bool,
-    /// The datapath's leases on the virtual addresses, renewed while master.
-    leases: Option<Leases>,
 }
 
 /// Waits until `deadline`, or forever when there is none.
@@ -209,7 +223,7 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
-impl Runner {
+impl<L: VrrpLink> Runner<L> {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         // A crashed predecessor may have left the addresses: a router starts
         // without them and takes them when it becomes master.
@@ -219,7 +233,7 @@ impl Runner {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                received = self.socket.recv() => self.on_received(received).await,
+                received = self.link.recv() => self.on_received(received).await,
                 _ = until(self.timers.master_down) => {
                     self.timers.master_down = None;
                     self.event(Event::MasterDownTimerFired).await;
@@ -260,7 +274,7 @@ impl Runner {
                 return;
             }
         };
-        if received.src == self.socket.local || self.fault.is_some() {
+        if received.src == self.link.local() || self.fault.is_some() {
             return;
         }
         match self.expect.check(&received) {
@@ -356,9 +370,8 @@ impl Runner {
     /// for its adverts (RFC 9568 §6.1: three intervals, plus a skew of at
     /// most one more); past that, a backup takes over.
     fn renew_leases(&self) {
-        if let Some(leases) = &self.leases {
-            leases.renew(&self.vips, self.config.advert_interval * 3);
-        }
+        self.link
+            .renew_leases(&self.vips, self.config.advert_interval * 3);
     }
 
     async fn send_advert(&mut self, priority: u8) {
@@ -374,13 +387,13 @@ impl Runner {
             password: self.expect.password,
         };
         let destinations = if self.config.unicast_peers.is_empty() {
-            vec![self.socket.group()]
+            vec![self.link.group()]
         } else {
             self.config.unicast_peers.clone()
         };
         for dst in destinations {
-            let message = packet::encode(&advert, self.socket.local, dst, self.expect.checksum);
-            match self.socket.send(dst, &message).await {
+            let message = packet::encode(&advert, self.link.local(), dst, self.expect.checksum);
+            match self.link.send(dst, &message).await {
                 Ok(()) => {
                     self.send_failing = false;
                     self.status.lock().expect("status lock").adverts_sent += 1;
@@ -398,8 +411,8 @@ impl Runner {
         self.renew_leases();
         for (addr, prefix) in &self.config.virtual_addresses {
             if let Err(e) = self
-                .addresses
-                .add(
+                .link
+                .add_address(
                     &self.config.interface,
                     *addr,
                     *prefix,
@@ -421,13 +434,11 @@ impl Runner {
     async fn release_addresses(&mut self) {
         self.timers.garp_repeat = None;
         self.timers.garp_refresh = None;
-        if let Some(leases) = &self.leases {
-            leases.end(&self.vips);
-        }
+        self.link.end_leases(&self.vips);
         for (addr, prefix) in &self.config.virtual_addresses {
             if let Err(e) = self
-                .addresses
-                .remove(&self.config.interface, *addr, *prefix)
+                .link
+                .remove_address(&self.config.interface, *addr, *prefix)
                 .await
             {
                 tracing::error!(instance = self.config.name, error = %e, "cannot remove virtual address");
@@ -439,7 +450,7 @@ impl Runner {
     fn announce(&self, rounds: u32) {
         for _ in 0..rounds {
             for addr in &self.vips {
-                if let Err(e) = garp::announce(&self.config.interface, *addr) {
+                if let Err(e) = self.link.announce(&self.config.interface, *addr) {
                     tracing::warn!(instance = self.config.name, error = %e, "cannot announce virtual address");
                     return;
                 }
@@ -492,7 +503,7 @@ impl Runner {
                 .duration_since(UNIX_EPOCH)
                 .ok()
                 .map(|d| d.as_secs_f64());
-            status.master = (now == VrrpState::Master).then_some(self.socket.local);
+            status.master = (now == VrrpState::Master).then_some(self.link.local());
             drop(status);
             self.publish();
             return Some(now);
@@ -509,3 +520,7 @@ impl Runner {
         status.rejected = self.rejected.by_name();
     }
 }
+
+#[cfg(test)]
+#[path = "instance_tests.rs"]
+mod tests;

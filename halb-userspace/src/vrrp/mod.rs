@@ -9,6 +9,7 @@ pub mod fsm;
 pub mod instance;
 pub mod io;
 pub mod lease;
+pub mod link;
 pub mod notify;
 pub mod packet;
 pub mod routers;
