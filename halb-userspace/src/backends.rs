@@ -28,39 +28,91 @@ impl Admin {
     }
 }
 
-/// Health and admin state of every backend, by (service, backend).
+/// What a backend belongs to: a layer-4 service, or one pool of a layer-7
+/// service. Operators name a pool `SERVICE/POOL`; that text is parsed once,
+/// at the edge (control socket, logs), never matched inside.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Service(String),
+    Pool { service: String, pool: String },
+}
+
+impl Target {
+    /// From the name an operator writes: `SERVICE` or `SERVICE/POOL`.
+    pub fn from_name(name: &str) -> Self {
+        match name.split_once('/') {
+            Some((service, pool)) => Target::Pool {
+                service: service.to_owned(),
+                pool: pool.to_owned(),
+            },
+            None => Target::Service(name.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Service(name) => f.write_str(name),
+            Target::Pool { service, pool } => write!(f, "{service}/{pool}"),
+        }
+    }
+}
+
+/// One backend of one target: the key of everything the agent knows about
+/// a backend, so a backend listed in two services is two backends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendKey {
+    pub target: Target,
+    pub addr: SocketAddr,
+}
+
+impl BackendKey {
+    pub fn new(target: &Target, addr: SocketAddr) -> Self {
+        Self {
+            target: target.clone(),
+            addr,
+        }
+    }
+
+    /// A backend of the layer-4 service `name`.
+    pub fn service(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            target: Target::Service(name.to_owned()),
+            addr,
+        }
+    }
+}
+
+/// Health and admin state of every backend, by [`BackendKey`].
 #[derive(Debug, Default)]
 pub struct BackendStates {
-    health: BTreeMap<(String, SocketAddr), Health>,
-    drained: BTreeSet<(String, SocketAddr)>,
+    health: BTreeMap<BackendKey, Health>,
+    drained: BTreeSet<BackendKey>,
     /// Backend addresses this node has no route to, with why.
     unroutable: BTreeMap<IpAddr, String>,
-    /// Services that had no backend able to take new flows, last we looked.
-    all_down: BTreeSet<String>,
+    /// Targets that had no backend able to take new flows, last we looked.
+    all_down: BTreeSet<Target>,
 }
 
 impl BackendStates {
-    pub fn set_health(&mut self, service: &str, backend: SocketAddr, health: Health) {
-        self.health.insert((service.to_owned(), backend), health);
+    pub fn set_health(&mut self, key: &BackendKey, health: Health) {
+        self.health.insert(key.clone(), health);
     }
 
-    pub fn set_admin(&mut self, service: &str, backend: SocketAddr, admin: Admin) {
-        let key = (service.to_owned(), backend);
+    pub fn set_admin(&mut self, key: &BackendKey, admin: Admin) {
         match admin {
-            Admin::Drained => self.drained.insert(key),
-            Admin::Enabled => self.drained.remove(&key),
+            Admin::Drained => self.drained.insert(key.clone()),
+            Admin::Enabled => self.drained.remove(key),
         };
     }
 
-    pub fn health(&self, service: &str, backend: SocketAddr) -> Health {
-        *self
-            .health
-            .get(&(service.to_owned(), backend))
-            .unwrap_or(&Health::Up)
+    pub fn health(&self, key: &BackendKey) -> Health {
+        *self.health.get(key).unwrap_or(&Health::Up)
     }
 
-    pub fn admin(&self, service: &str, backend: SocketAddr) -> Admin {
-        if self.drained.contains(&(service.to_owned(), backend)) {
+    pub fn admin(&self, key: &BackendKey) -> Admin {
+        if self.drained.contains(key) {
             Admin::Drained
         } else {
             Admin::Enabled
@@ -89,36 +141,36 @@ impl BackendStates {
 
     /// The datapath state: down wins (flows move), then drained (flows
     /// stay, no new ones), else up. No route counts as down.
-    pub fn datapath_state(&self, service: &str, backend: SocketAddr) -> BackendState {
-        if self.unroutable.contains_key(&backend.ip()) {
+    pub fn datapath_state(&self, key: &BackendKey) -> BackendState {
+        if self.unroutable.contains_key(&key.addr.ip()) {
             return BackendState::Down;
         }
-        match (self.health(service, backend), self.admin(service, backend)) {
+        match (self.health(key), self.admin(key)) {
             (Health::Down, _) => BackendState::Down,
             (Health::Up, Admin::Drained) => BackendState::Draining,
             (Health::Up, Admin::Enabled) => BackendState::Up,
         }
     }
 
-    /// Records whether `service` (with `backends`) can take new flows;
+    /// Records whether `target` (with `backends`) can take new flows;
     /// returns Some(true) when it just lost its last backend, Some(false)
     /// when it just got one back, None when nothing changed. The caller
     /// logs that once, not per packet.
-    pub fn note_service(
+    pub fn note_target(
         &mut self,
-        service: &str,
+        target: &Target,
         backends: impl IntoIterator<Item = SocketAddr>,
     ) -> Option<bool> {
         let any_up = backends
             .into_iter()
-            .any(|b| self.datapath_state(service, b) == BackendState::Up);
-        match (any_up, self.all_down.contains(service)) {
+            .any(|b| self.datapath_state(&BackendKey::new(target, b)) == BackendState::Up);
+        match (any_up, self.all_down.contains(target)) {
             (false, false) => {
-                self.all_down.insert(service.to_owned());
+                self.all_down.insert(target.clone());
                 Some(true)
             }
             (true, true) => {
-                self.all_down.remove(service);
+                self.all_down.remove(target);
                 Some(false)
             }
             _ => None,
@@ -130,11 +182,11 @@ impl BackendStates {
         self.unroutable.retain(|a, _| keep.contains(a));
     }
 
-    /// Forgets services that are no longer configured.
-    pub fn retain_services(&mut self, keep: &BTreeSet<String>) {
-        self.health.retain(|(s, _), _| keep.contains(s));
-        self.drained.retain(|(s, _)| keep.contains(s));
-        self.all_down.retain(|s| keep.contains(s));
+    /// Forgets targets that are no longer configured.
+    pub fn retain_targets(&mut self, keep: &BTreeSet<Target>) {
+        self.health.retain(|k, _| keep.contains(&k.target));
+        self.drained.retain(|k| keep.contains(&k.target));
+        self.all_down.retain(|t| keep.contains(t));
     }
 }
 
@@ -144,40 +196,59 @@ mod tests {
 
     #[test]
     fn down_wins_over_drained_and_drained_over_up() {
-        let b: SocketAddr = "198.18.0.11:80".parse().unwrap();
+        let b = BackendKey::service("web", "198.18.0.11:80".parse().unwrap());
         let mut s = BackendStates::default();
-        assert_eq!(s.datapath_state("web", b), BackendState::Up);
-        s.set_admin("web", b, Admin::Drained);
-        assert_eq!(s.datapath_state("web", b), BackendState::Draining);
-        s.set_health("web", b, Health::Down);
-        assert_eq!(s.datapath_state("web", b), BackendState::Down);
-        s.set_admin("web", b, Admin::Enabled);
-        assert_eq!(s.datapath_state("web", b), BackendState::Down);
-        s.set_health("web", b, Health::Up);
-        assert_eq!(s.datapath_state("web", b), BackendState::Up);
+        assert_eq!(s.datapath_state(&b), BackendState::Up);
+        s.set_admin(&b, Admin::Drained);
+        assert_eq!(s.datapath_state(&b), BackendState::Draining);
+        s.set_health(&b, Health::Down);
+        assert_eq!(s.datapath_state(&b), BackendState::Down);
+        s.set_admin(&b, Admin::Enabled);
+        assert_eq!(s.datapath_state(&b), BackendState::Down);
+        s.set_health(&b, Health::Up);
+        assert_eq!(s.datapath_state(&b), BackendState::Up);
     }
 
     #[test]
     fn no_route_is_down_whatever_the_health_and_lifts_when_one_appears() {
-        let b: SocketAddr = "198.18.0.11:80".parse().unwrap();
+        let b = BackendKey::service("web", "198.18.0.11:80".parse().unwrap());
         let mut s = BackendStates::default();
-        assert!(s.set_unroutable(b.ip(), Some("no route".into())));
-        assert!(!s.set_unroutable(b.ip(), Some("no route".into())));
-        assert_eq!(s.datapath_state("web", b), BackendState::Down);
-        assert_eq!(s.down_reason(b), Some("no route"));
-        assert!(s.set_unroutable(b.ip(), None));
-        assert_eq!(s.datapath_state("web", b), BackendState::Up);
+        assert!(s.set_unroutable(b.addr.ip(), Some("no route".into())));
+        assert!(!s.set_unroutable(b.addr.ip(), Some("no route".into())));
+        assert_eq!(s.datapath_state(&b), BackendState::Down);
+        assert_eq!(s.down_reason(b.addr), Some("no route"));
+        assert!(s.set_unroutable(b.addr.ip(), None));
+        assert_eq!(s.datapath_state(&b), BackendState::Up);
     }
 
     #[test]
     fn all_down_is_reported_once_each_way() {
+        let web = Target::Service("web".into());
         let b: SocketAddr = "198.18.0.11:80".parse().unwrap();
         let mut s = BackendStates::default();
-        assert_eq!(s.note_service("web", [b]), None);
-        s.set_health("web", b, Health::Down);
-        assert_eq!(s.note_service("web", [b]), Some(true));
-        assert_eq!(s.note_service("web", [b]), None);
-        s.set_health("web", b, Health::Up);
-        assert_eq!(s.note_service("web", [b]), Some(false));
+        assert_eq!(s.note_target(&web, [b]), None);
+        s.set_health(&BackendKey::new(&web, b), Health::Down);
+        assert_eq!(s.note_target(&web, [b]), Some(true));
+        assert_eq!(s.note_target(&web, [b]), None);
+        s.set_health(&BackendKey::new(&web, b), Health::Up);
+        assert_eq!(s.note_target(&web, [b]), Some(false));
+    }
+
+    #[test]
+    fn a_pool_is_parsed_once_and_a_backend_in_two_targets_is_two_backends() {
+        let pool = Target::from_name("www/static");
+        assert_eq!(
+            pool,
+            Target::Pool {
+                service: "www".into(),
+                pool: "static".into()
+            }
+        );
+        assert_eq!(pool.to_string(), "www/static");
+        let addr: SocketAddr = "198.18.0.11:80".parse().unwrap();
+        let mut s = BackendStates::default();
+        s.set_admin(&BackendKey::new(&pool, addr), Admin::Drained);
+        assert_eq!(s.admin(&BackendKey::service("www", addr)), Admin::Enabled);
+        assert_eq!(s.admin(&BackendKey::new(&pool, addr)), Admin::Drained);
     }
 }

@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use crate::{
-    backends::{Admin, BackendStates},
+    backends::{Admin, BackendKey, BackendStates, Target},
     config::{ValidatedConfig, validate::ServiceConfig},
     control::{
         protocol::{Request, Response},
@@ -27,7 +27,7 @@ use crate::{
         DataplaneError, LoadOptions, LoadedDatapath,
         sync::{Sync, SyncError},
     },
-    health::{Checks, Health, HealthChange},
+    health::{Checked, Checks, Health, HealthChange},
     metrics::{MetricsServer, PageRequest, server::MetricsError},
     net::{
         forwarding::{self, ForwardingError},
@@ -118,7 +118,7 @@ pub async fn run(
         mut pages,
     } = started;
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
-    let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_, _| {
+    let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_| {
         Health::Up
     });
     let mut agent = Agent {
@@ -137,7 +137,9 @@ pub async fn run(
     // A drain outlives a restart: the pinned backend says so.
     for (service, backend) in agent.sync.draining() {
         tracing::info!(service, %backend, "backend still drained, as the previous agent left it");
-        agent.states.set_admin(&service, backend, Admin::Drained);
+        agent
+            .states
+            .set_admin(&BackendKey::service(&service, backend), Admin::Drained);
     }
     agent.note_routes(unresolved, &[]);
     agent.reconcile_states()?;
@@ -276,11 +278,14 @@ async fn start(
 
 /// The services whose backends are health-checked: layer-4 services, and
 /// each layer-7 pool as `service/pool`.
-fn checked(services: &[ServiceConfig]) -> Vec<ServiceConfig> {
+fn checked(services: &[ServiceConfig]) -> Vec<Checked> {
     services
         .iter()
         .filter(|s| s.http.is_none())
-        .cloned()
+        .map(|s| Checked {
+            target: Target::Service(s.name.clone()),
+            backends: s.backends.clone(),
+        })
         .chain(proxy::checked_pools(services))
         .collect()
 }
@@ -300,7 +305,8 @@ impl Agent {
         match request {
             Request::Status => (Response::Status(self.status()), false),
             Request::Drain { service, backend } => {
-                match self.set_admin(&service, backend, Admin::Drained) {
+                let key = BackendKey::new(&Target::from_name(&service), backend);
+                match self.set_admin(&key, Admin::Drained) {
                     Ok(()) => (
                         done(format!("{service} {backend} drained: no new flows")),
                         false,
@@ -309,7 +315,8 @@ impl Agent {
                 }
             }
             Request::Enable { service, backend } => {
-                match self.set_admin(&service, backend, Admin::Enabled) {
+                let key = BackendKey::new(&Target::from_name(&service), backend);
+                match self.set_admin(&key, Admin::Enabled) {
                     Ok(()) => (done(format!("{service} {backend} enabled")), false),
                     Err(e) => (error(e), false),
                 }

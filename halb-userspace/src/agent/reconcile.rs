@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::SocketAddr};
 
 use super::{Agent, AgentError, backend_addresses, checked};
 use crate::{
-    backends::Admin,
+    backends::{Admin, BackendKey, Target},
     config,
     health::{Checks, Health, HealthChange},
     net::neighbours::NeighbourError,
@@ -15,37 +15,37 @@ use crate::{
 };
 
 impl Agent {
-    pub(super) fn set_admin(
-        &mut self,
-        service: &str,
-        backend: SocketAddr,
-        admin: Admin,
-    ) -> Result<(), String> {
-        if self.proxy.owns(service) {
+    /// An operator drains or enables `key`.
+    pub(super) fn set_admin(&mut self, key: &BackendKey, admin: Admin) -> Result<(), String> {
+        let BackendKey { target, addr } = key;
+        if self.proxy.owns(target) {
             if !self
                 .proxy
-                .set_drained(service, backend, admin == Admin::Drained)
+                .set_drained(target, *addr, admin == Admin::Drained)
             {
-                return Err(format!("no backend {backend} in pool {service:?}"));
+                return Err(format!("no backend {addr} in pool {target}"));
             }
-            self.states.set_admin(service, backend, admin);
-            tracing::info!(pool = service, %backend, ?admin, "backend admin state");
+            self.states.set_admin(key, admin);
+            tracing::info!(pool = %target, backend = %addr, ?admin, "backend admin state");
             return Ok(());
         }
-        let known = self.config.services.iter().any(|s| {
-            s.name == service
-                && s.backends
-                    .iter()
-                    .any(|b| SocketAddr::new(b.address, b.port) == backend)
-        });
+        let known = match target {
+            Target::Service(name) => self.config.services.iter().any(|s| {
+                &s.name == name
+                    && s.backends
+                        .iter()
+                        .any(|b| SocketAddr::new(b.address, b.port) == *addr)
+            }),
+            Target::Pool { .. } => false,
+        };
         if !known {
             return Err(format!(
-                "no backend {backend} in service {service:?} (a layer-7 pool is named SERVICE/POOL)"
+                "no backend {addr} in service {target} (a layer-7 pool is named SERVICE/POOL)"
             ));
         }
-        self.states.set_admin(service, backend, admin);
-        tracing::info!(service, %backend, ?admin, "backend admin state");
-        self.push_state(service, backend).map_err(|e| e.to_string())
+        self.states.set_admin(key, admin);
+        tracing::info!(service = %target, backend = %addr, ?admin, "backend admin state");
+        self.push_state(key).map_err(|e| e.to_string())
     }
 
     /// Re-reads the config file; applies what changed (services, backends,
@@ -75,17 +75,11 @@ impl Agent {
         self.sync
             .commit(&mut self.datapath.maps, datapath)
             .map_err(|e| e.to_string())?;
-        let names: BTreeSet<String> = new
-            .services
-            .iter()
-            .map(|s| s.name.clone())
-            .chain(
-                proxy::checked_pools(&new.services)
-                    .into_iter()
-                    .map(|p| p.name),
-            )
+        let targets: BTreeSet<Target> = checked(&new.services)
+            .into_iter()
+            .map(|c| c.target)
             .collect();
-        self.states.retain_services(&names);
+        self.states.retain_targets(&targets);
         self.config.services = new.services;
         let addresses: BTreeSet<std::net::IpAddr> = backend_addresses(&self.config.services)
             .into_iter()
@@ -101,16 +95,16 @@ impl Agent {
         // Pools are new objects: give them the health and drains known.
         for pool in proxy::checked_pools(&self.config.services) {
             for b in &pool.backends {
-                let addr = SocketAddr::new(b.address, b.port);
+                let key = BackendKey::new(&pool.target, SocketAddr::new(b.address, b.port));
                 self.proxy.set_health(
-                    &pool.name,
-                    addr,
-                    self.states.health(&pool.name, addr) == Health::Up,
+                    &pool.target,
+                    key.addr,
+                    self.states.health(&key) == Health::Up,
                 );
                 self.proxy.set_drained(
-                    &pool.name,
-                    addr,
-                    self.states.admin(&pool.name, addr) == Admin::Drained,
+                    &pool.target,
+                    key.addr,
+                    self.states.admin(&key) == Admin::Drained,
                 );
             }
         }
@@ -118,7 +112,7 @@ impl Agent {
         self.checks = Checks::start(
             &checked(&self.config.services),
             self.health_tx.clone(),
-            |s, b| states.health(s, b),
+            |key| states.health(key),
         );
         let message = format!(
             "reloaded {}: {} services, {} backends",
@@ -166,20 +160,22 @@ impl Agent {
     /// Writes every layer-4 backend whose datapath state differs from what
     /// its health, route and admin state say.
     pub(super) fn reconcile_states(&mut self) -> Result<(), AgentError> {
-        let stale: Vec<(String, SocketAddr)> = self
+        let stale: Vec<BackendKey> = self
             .sync
             .services()
             .filter(|s| s.config.http.is_none())
             .flat_map(|s| {
                 s.backends.iter().filter_map(|b| {
-                    let addr = SocketAddr::new(b.config.address, b.config.port);
-                    (self.states.datapath_state(&s.config.name, addr) != b.state)
-                        .then(|| (s.config.name.clone(), addr))
+                    let key = BackendKey::service(
+                        &s.config.name,
+                        SocketAddr::new(b.config.address, b.config.port),
+                    );
+                    (self.states.datapath_state(&key) != b.state).then_some(key)
                 })
             })
             .collect();
-        for (service, backend) in stale {
-            self.push_state(&service, backend)?;
+        for key in stale {
+            self.push_state(&key)?;
         }
         Ok(())
     }
@@ -188,34 +184,37 @@ impl Agent {
     /// republishes the service's Maglev ring.
     pub(super) fn apply_health(&mut self, change: HealthChange) -> Result<(), AgentError> {
         let HealthChange {
-            service,
-            backend,
+            backend: key,
             health,
             detail,
         } = change;
-        self.states.set_health(&service, backend, health);
+        self.states.set_health(&key, health);
+        let (service, backend) = (&key.target, key.addr);
         match health {
-            Health::Down => tracing::warn!(service, %backend, reason = detail, "backend down"),
-            Health::Up => tracing::info!(service, %backend, "backend up"),
+            Health::Down => {
+                tracing::warn!(service = %service, %backend, reason = detail, "backend down")
+            }
+            Health::Up => tracing::info!(service = %service, %backend, "backend up"),
         }
-        if self.proxy.owns(&service) {
+        if self.proxy.owns(service) {
             self.proxy
-                .set_health(&service, backend, health == Health::Up);
+                .set_health(service, backend, health == Health::Up);
             return Ok(());
         }
-        self.push_state(&service, backend)
+        self.push_state(&key)
     }
 
     /// Writes one backend's combined state into the datapath and logs a
     /// service losing (or regaining) its last usable backend, once.
-    pub(super) fn push_state(
-        &mut self,
-        service: &str,
-        backend: SocketAddr,
-    ) -> Result<(), AgentError> {
-        let state = self.states.datapath_state(service, backend);
+    pub(super) fn push_state(&mut self, key: &BackendKey) -> Result<(), AgentError> {
+        let Target::Service(service) = &key.target else {
+            // A layer-7 pool's backends are the proxy's, not the datapath's.
+            return Ok(());
+        };
+        let service = service.as_str();
+        let state = self.states.datapath_state(key);
         self.sync
-            .set_backend_state(&mut self.datapath.maps, service, backend, state)?;
+            .set_backend_state(&mut self.datapath.maps, service, key.addr, state)?;
         let Some(config) = self.config.services.iter().find(|s| s.name == service) else {
             return Ok(());
         };
@@ -224,7 +223,7 @@ impl Agent {
             .iter()
             .map(|b| SocketAddr::new(b.address, b.port))
             .collect();
-        match self.states.note_service(service, backends) {
+        match self.states.note_target(&key.target, backends) {
             Some(true) => {
                 tracing::error!(
                     service,

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Instant};
 
 use super::Agent;
+use crate::backends::BackendKey;
 use crate::{
     config,
     control::status::{BackendStatus, ServiceStatus, Status, Traffic},
@@ -33,8 +34,8 @@ impl Agent {
                     BackendStatus {
                         address: addr,
                         weight: b.config.weight,
-                        health: self.states.health(&c.name, addr),
-                        admin: self.states.admin(&c.name, addr),
+                        health: self.states.health(&BackendKey::service(&c.name, addr)),
+                        admin: self.states.admin(&BackendKey::service(&c.name, addr)),
                         state: b.state,
                         reason: self.states.down_reason(addr).map(str::to_owned),
                         traffic: self

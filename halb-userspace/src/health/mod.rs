@@ -10,14 +10,16 @@ use std::{net::SocketAddr, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::config::validate::{CheckConfig, CheckKind, ServiceConfig};
+use crate::{
+    backends::{BackendKey, Target},
+    config::validate::{BackendConfig, CheckConfig, CheckKind},
+};
 pub use state::{Health, HealthState};
 
 /// A backend's health changed.
 #[derive(Debug, Clone)]
 pub struct HealthChange {
-    pub service: String,
-    pub backend: SocketAddr,
+    pub backend: BackendKey,
     pub health: Health,
     /// The last check's outcome, for the log line.
     pub detail: String,
@@ -36,27 +38,36 @@ impl Drop for Checks {
     }
 }
 
+/// The backends of one target (a layer-4 service or a layer-7 pool).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub target: Target,
+    pub backends: Vec<BackendConfig>,
+}
+
 impl Checks {
-    /// Starts a task for every backend of `services` that has a check,
+    /// Starts a task for every backend of `checked` that has a check,
     /// each from the health `initial` gives it.
     pub fn start(
-        services: &[ServiceConfig],
+        checked: &[Checked],
         changes: mpsc::Sender<HealthChange>,
-        initial: impl Fn(&str, SocketAddr) -> Health,
+        initial: impl Fn(&BackendKey) -> Health,
     ) -> Self {
         let mut tasks = Vec::new();
-        for service in services {
-            for backend in &service.backends {
+        for group in checked {
+            for backend in &group.backends {
                 let Some(check) = backend.check.clone() else {
                     continue;
                 };
-                let target = SocketAddr::new(backend.address, check.port);
-                let backend = SocketAddr::new(backend.address, backend.port);
-                let name = service.name.clone();
+                let probed = SocketAddr::new(backend.address, check.port);
+                let key = BackendKey::new(
+                    &group.target,
+                    SocketAddr::new(backend.address, backend.port),
+                );
                 let changes = changes.clone();
-                let state = HealthState::starting(initial(&name, backend));
+                let state = HealthState::starting(initial(&key));
                 tasks.push(tokio::spawn(async move {
-                    run(name, backend, target, check, state, changes).await;
+                    run(key, probed, check, state, changes).await;
                 }));
             }
         }
@@ -65,14 +76,13 @@ impl Checks {
 }
 
 async fn run(
-    service: String,
-    backend: SocketAddr,
+    backend: BackendKey,
     target: SocketAddr,
     check: CheckConfig,
     mut state: HealthState,
     changes: mpsc::Sender<HealthChange>,
 ) {
-    let mut jitter = Jitter::seeded(&backend);
+    let mut jitter = Jitter::seeded(&backend.addr);
     // Spread the first checks over one interval, so a hundred backends are
     // not all checked in the same millisecond.
     tokio::time::sleep(jitter.fraction_of(check.interval)).await;
@@ -84,8 +94,7 @@ async fn run(
         };
         if let Some(health) = state.observe(result.is_ok(), check.rise, check.fall) {
             let change = HealthChange {
-                service: service.clone(),
-                backend,
+                backend: backend.clone(),
                 health,
                 detail,
             };

@@ -22,10 +22,10 @@ use std::{
 };
 
 use crate::{
-    backends::Admin,
+    backends::{Admin, Target},
     config::validate::{Balance, ServiceConfig},
     control::status::{HttpBackendStatus, HttpPoolStatus, HttpServiceStatus},
-    health::Health,
+    health::{Checked, Health},
 };
 use forward::Service;
 use listen::{ListenError, Listener};
@@ -39,22 +39,18 @@ pub struct Proxy {
     listeners: Vec<Listener>,
 }
 
-/// The name health checks and drains use for a pool.
-pub fn pool_key(service: &str, pool: &str) -> String {
-    format!("{service}/{pool}")
-}
-
-/// Pools as services of their own, for the health checks.
-pub fn checked_pools(services: &[ServiceConfig]) -> Vec<ServiceConfig> {
+/// Every layer-7 pool with its backends, for the health checks.
+pub fn checked_pools(services: &[ServiceConfig]) -> Vec<Checked> {
     services
         .iter()
         .filter_map(|s| s.http.as_ref().map(|h| (s, h)))
         .flat_map(|(s, h)| {
-            h.pools.iter().map(move |p| ServiceConfig {
-                name: pool_key(&s.name, &p.name),
+            h.pools.iter().map(move |p| Checked {
+                target: Target::Pool {
+                    service: s.name.clone(),
+                    pool: p.name.clone(),
+                },
                 backends: p.backends.clone(),
-                http: None,
-                ..s.clone()
             })
         })
         .collect()
@@ -141,29 +137,31 @@ impl Proxy {
         }
     }
 
-    fn pool(&self, key: &str) -> Option<Arc<Pool>> {
-        let (service, pool) = key.split_once('/')?;
+    fn pool(&self, target: &Target) -> Option<Arc<Pool>> {
+        let Target::Pool { service, pool } = target else {
+            return None;
+        };
         self.listeners
             .iter()
             .map(Listener::service)
-            .find(|s| s.name == service)?
+            .find(|s| &s.name == service)?
             .pools
             .iter()
-            .find(|p| p.name == pool)
+            .find(|p| &p.name == pool)
             .cloned()
     }
 
-    /// Whether `key` names one of the proxy's pools.
-    pub fn owns(&self, key: &str) -> bool {
-        self.pool(key).is_some()
+    /// Whether `target` is one of the proxy's pools.
+    pub fn owns(&self, target: &Target) -> bool {
+        self.pool(target).is_some()
     }
 
-    pub fn set_health(&self, key: &str, backend: SocketAddr, up: bool) -> bool {
-        self.pool(key).is_some_and(|p| p.set_up(backend, up))
+    pub fn set_health(&self, target: &Target, backend: SocketAddr, up: bool) -> bool {
+        self.pool(target).is_some_and(|p| p.set_up(backend, up))
     }
 
-    pub fn set_drained(&self, key: &str, backend: SocketAddr, drained: bool) -> bool {
-        self.pool(key)
+    pub fn set_drained(&self, target: &Target, backend: SocketAddr, drained: bool) -> bool {
+        self.pool(target)
             .is_some_and(|p| p.set_drained(backend, drained))
     }
 
