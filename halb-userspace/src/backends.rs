@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use crate::{dataplane::sync::BackendState, health::Health};
+use crate::{config::validate::ServiceConfig, dataplane::sync::BackendState, health::Health};
 
 /// Operator's choice for a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -190,6 +190,27 @@ impl BackendStates {
     }
 }
 
+/// The desired state of the datapath's backends: for every backend of
+/// every layer-4 service in `services`, what its health, route and admin
+/// state say it should be. Pure; the agent writes what differs from what
+/// the maps hold (and the sync brings services and rings to `services`).
+pub fn desired(
+    services: &[ServiceConfig],
+    states: &BackendStates,
+) -> BTreeMap<BackendKey, BackendState> {
+    services
+        .iter()
+        .filter(|s| s.http.is_none())
+        .flat_map(|s| {
+            s.backends.iter().map(move |b| {
+                let key = BackendKey::service(&s.name, SocketAddr::new(b.address, b.port));
+                let state = states.datapath_state(&key);
+                (key, state)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +253,34 @@ mod tests {
         assert_eq!(s.note_target(&web, [b]), None);
         s.set_health(&BackendKey::new(&web, b), Health::Up);
         assert_eq!(s.note_target(&web, [b]), Some(false));
+    }
+
+    #[test]
+    fn the_desired_state_follows_health_route_and_admin_per_service() {
+        let text = "[datapath]\ninterfaces = [\"eth0\"]\n\
+            [[service]]\nname = \"a\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n\
+            [[service.backend]]\naddress = \"198.18.0.11\"\n[[service.backend]]\naddress = \"198.18.0.12\"\n\
+            [[service]]\nname = \"b\"\nvip = \"198.18.0.100\"\nport = 443\nmode = \"dsr\"\n\
+            [[service.backend]]\naddress = \"198.18.0.11\"\nport = 443\n";
+        let services = crate::config::from_str(text).expect("valid").services;
+        let a11 = BackendKey::service("a", "198.18.0.11:80".parse().unwrap());
+        let a12 = BackendKey::service("a", "198.18.0.12:80".parse().unwrap());
+        let b11 = BackendKey::service("b", "198.18.0.11:443".parse().unwrap());
+        let mut s = BackendStates::default();
+        s.set_admin(&a11, Admin::Drained);
+        s.set_health(&a12, Health::Down);
+        let want = desired(&services, &s);
+        assert_eq!(want.len(), 3);
+        assert_eq!(want[&a11], BackendState::Draining);
+        assert_eq!(want[&a12], BackendState::Down);
+        assert_eq!(want[&b11], BackendState::Up, "a's drain is not b's");
+        s.set_unroutable(a11.addr.ip(), Some("no route".into()));
+        let want = desired(&services, &s);
+        assert_eq!(
+            (want[&a11], want[&b11]),
+            (BackendState::Down, BackendState::Down),
+            "a route is the address's, in every service"
+        );
     }
 
     #[test]

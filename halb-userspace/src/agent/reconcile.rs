@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::SocketAddr};
 
 use super::{Agent, AgentError, backend_addresses, checked};
 use crate::{
-    backends::{Admin, BackendKey, Target},
+    backends::{Admin, BackendKey, Target, desired},
     config,
     health::{Checks, Health, HealthChange},
     net::neighbours::NeighbourError,
@@ -157,20 +157,20 @@ impl Agent {
         self.reconcile_states()
     }
 
-    /// Writes every layer-4 backend whose datapath state differs from what
-    /// its health, route and admin state say.
+    /// Writes every layer-4 backend whose datapath state differs from the
+    /// desired one (its health, route and admin state).
     pub(super) fn reconcile_states(&mut self) -> Result<(), AgentError> {
+        let want = desired(&self.config.services, &self.states);
         let stale: Vec<BackendKey> = self
             .sync
             .services()
-            .filter(|s| s.config.http.is_none())
             .flat_map(|s| {
                 s.backends.iter().filter_map(|b| {
                     let key = BackendKey::service(
                         &s.config.name,
                         SocketAddr::new(b.config.address, b.config.port),
                     );
-                    (self.states.datapath_state(&key) != b.state).then_some(key)
+                    want.get(&key).is_some_and(|w| *w != b.state).then_some(key)
                 })
             })
             .collect();
