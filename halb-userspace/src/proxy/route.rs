@@ -18,6 +18,10 @@ enum Matcher {
         name: HeaderName,
         contains: Option<String>,
     },
+    /// A condition that could not be built (validation refuses every case
+    /// known): the rule fails closed, never sending every request to its
+    /// pool.
+    Never,
 }
 
 struct Rule {
@@ -59,26 +63,33 @@ impl Routes {
                 let matchers = rule
                     .conditions
                     .iter()
-                    .filter_map(|c| {
-                        Some(match c {
-                            Condition::PathBegins(v) => Matcher::PathBegins(fold(v)),
-                            Condition::PathEnds(v) => Matcher::PathEnds(fold(v)),
-                            Condition::PathRegex(r) => {
-                                Matcher::PathRegex(path_regex(r, rule.ignore_case).ok()?)
-                            }
-                            Condition::Host(v) => {
-                                Matcher::Host(v.iter().map(|h| h.to_ascii_lowercase()).collect())
-                            }
-                            Condition::Method(v) => Matcher::Method(
-                                v.iter()
-                                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-                                    .collect(),
-                            ),
-                            Condition::Header { name, contains } => Matcher::Header {
-                                name: HeaderName::from_bytes(name.as_bytes()).ok()?,
-                                contains: contains.clone(),
+                    .map(|c| {
+                        built(
+                            match c {
+                                Condition::PathBegins(v) => Some(Matcher::PathBegins(fold(v))),
+                                Condition::PathEnds(v) => Some(Matcher::PathEnds(fold(v))),
+                                Condition::PathRegex(r) => {
+                                    path_regex(r, rule.ignore_case).ok().map(Matcher::PathRegex)
+                                }
+                                Condition::Host(v) => Some(Matcher::Host(
+                                    v.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                                )),
+                                Condition::Method(v) => Some(Matcher::Method(
+                                    v.iter()
+                                        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                                        .collect(),
+                                )),
+                                Condition::Header { name, contains } => {
+                                    HeaderName::from_bytes(name.as_bytes()).ok().map(|name| {
+                                        Matcher::Header {
+                                            name,
+                                            contains: contains.clone(),
+                                        }
+                                    })
+                                }
                             },
-                        })
+                            &rule.pool,
+                        )
                     })
                     .collect();
                 (
@@ -115,9 +126,21 @@ impl Routes {
     }
 }
 
+/// `matcher`, or [`Matcher::Never`] (logged) when it could not be built.
+fn built(matcher: Option<Matcher>, pool: &str) -> Matcher {
+    matcher.unwrap_or_else(|| {
+        tracing::error!(
+            pool,
+            "an HTTP rule condition cannot be built: the rule never matches"
+        );
+        Matcher::Never
+    })
+}
+
 impl Matcher {
     fn holds<B>(&self, request: &Request<B>, path: &str) -> bool {
         match self {
+            Matcher::Never => false,
             Matcher::PathBegins(v) => v.iter().any(|p| path.starts_with(p.as_str())),
             Matcher::PathEnds(v) => v.iter().any(|p| path.ends_with(p.as_str())),
             Matcher::PathRegex(r) => r.is_match(path),
@@ -236,5 +259,31 @@ header = { name = "X-Pool", contains = "static" }
         assert_eq!(r.pick(&with_header), 1);
         assert_eq!(strip_port("[2001:db8::1]:80"), "[2001:db8::1]");
         assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+    }
+
+    #[test]
+    fn a_condition_that_cannot_be_built_fails_closed() {
+        use crate::config::validate::{Condition, HttpRule};
+        // Validation refuses this name; a config that got past it anyway
+        // must not send everything to the rule's pool.
+        let config = crate::config::from_str(
+            "[datapath]\ninterfaces = [\"eth0\"]\n[[service]]\nname = \"www\"\n\
+             vip = \"198.18.0.100\"\nport = 80\nkeep_client_address = true\n\
+             [service.http]\ndefault_pool = \"app\"\n\
+             [[service.http.pool]]\nname = \"app\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.11\"\n\
+             [[service.http.pool]]\nname = \"static\"\n[[service.http.pool.backend]]\naddress = \"198.18.0.12\"\n",
+        )
+        .expect("valid");
+        let mut http = config.services[0].http.clone().unwrap();
+        http.rules.push(HttpRule {
+            conditions: vec![Condition::Header {
+                name: "X Pool".into(),
+                contains: None,
+            }],
+            pool: "static".into(),
+            ignore_case: false,
+        });
+        let r = Routes::new(&http);
+        assert_eq!(r.pick(&request("GET", "/", "x")), 0, "the rule failed open");
     }
 }
