@@ -149,13 +149,25 @@ fn sum_traffic(
     Ok(total)
 }
 
-fn read<T>(map: &'static str, result: Result<T, MapError>) -> Result<T, MapsError> {
+/// Turns a read's result into this module's error.
+pub fn read<T>(map: &'static str, result: Result<T, MapError>) -> Result<T, MapsError> {
     result.map_err(|source| MapsError::Read { map, source })
 }
 
 /// Turns an update's result into this module's error.
 pub fn updated(map: &'static str, result: Result<(), MapError>) -> Result<(), MapsError> {
     result.map_err(|source| MapsError::Update { map, source })
+}
+
+/// Turns a removal's result into this module's error; a key that was not
+/// there is fine (aya reports the kernel's ENOENT as a failed syscall, not
+/// as `KeyNotFound`).
+pub fn removed(map: &'static str, result: Result<(), MapError>) -> Result<(), MapsError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => updated(map, other),
+    }
 }
 
 fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<Map, MapsError> {

@@ -13,7 +13,7 @@ use halb_common::{
 
 use super::{
     batch,
-    maps::{DatapathMaps, MapsError, updated},
+    maps::{DatapathMaps, MapsError, read, removed, updated},
 };
 
 /// The map operations the sync needs.
@@ -40,16 +40,6 @@ pub trait MapWriter {
     ) -> Result<(), MapsError>;
 }
 
-/// Whether a removal failed only because the key was not there (aya
-/// reports the kernel's ENOENT as a failed syscall).
-fn missing(error: &aya::maps::MapError) -> bool {
-    match error {
-        aya::maps::MapError::KeyNotFound => true,
-        aya::maps::MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
-        _ => false,
-    }
-}
-
 fn io_error(map: &'static str, e: std::io::Error) -> MapsError {
     MapsError::Batch { map, source: e }
 }
@@ -58,12 +48,7 @@ impl MapWriter for DatapathMaps {
     fn services(&self) -> Result<Vec<(ServiceKey, Service)>, MapsError> {
         self.services
             .iter()
-            .map(|r| {
-                r.map_err(|source| MapsError::Read {
-                    map: MAP_SERVICES,
-                    source,
-                })
-            })
+            .map(|r| read(MAP_SERVICES, r))
             .collect()
     }
 
@@ -72,26 +57,11 @@ impl MapWriter for DatapathMaps {
     }
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapsError> {
-        match self.services.remove(key) {
-            Ok(()) => Ok(()),
-            Err(source) if missing(&source) => Ok(()),
-            Err(source) => Err(MapsError::Update {
-                map: MAP_SERVICES,
-                source,
-            }),
-        }
+        removed(MAP_SERVICES, self.services.remove(key))
     }
 
     fn vips(&self) -> Result<Vec<VipKey>, MapsError> {
-        self.vips
-            .keys()
-            .map(|r| {
-                r.map_err(|source| MapsError::Read {
-                    map: MAP_VIPS,
-                    source,
-                })
-            })
-            .collect()
+        self.vips.keys().map(|r| read(MAP_VIPS, r)).collect()
     }
 
     fn set_vip(&mut self, key: VipKey, value: Vip) -> Result<(), MapsError> {
@@ -99,27 +69,14 @@ impl MapWriter for DatapathMaps {
     }
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), MapsError> {
-        match self.vips.remove(key) {
-            Ok(()) => Ok(()),
-            Err(source) if missing(&source) => Ok(()),
-            Err(source) => Err(MapsError::Update {
-                map: MAP_VIPS,
-                source,
-            }),
-        }
+        removed(MAP_VIPS, self.vips.remove(key))
     }
 
     fn backends(&self) -> Result<Vec<(u32, Backend)>, MapsError> {
         // One pass over the whole array; an unused slot is all zero.
         let mut used = Vec::new();
         for id in 0..MAX_BACKENDS {
-            let value = self
-                .backends
-                .get(&id, 0)
-                .map_err(|source| MapsError::Read {
-                    map: MAP_BACKENDS,
-                    source,
-                })?;
+            let value = read(MAP_BACKENDS, self.backends.get(&id, 0))?;
             if value.state != BACKEND_UNUSED {
                 used.push((id, value));
             }
