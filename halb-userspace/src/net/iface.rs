@@ -13,26 +13,7 @@ use std::{
 /// Whether `interface` is administratively up and has carrier
 /// (IFF_UP and IFF_RUNNING); `None` when there is no such interface.
 pub fn is_running(interface: &str) -> Option<bool> {
-    // SAFETY: a plain socket(2) call; the fd is owned at once.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: a new fd the kernel just returned.
-    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain old data.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    let name = interface.as_bytes();
-    if name.len() >= request.ifr_name.len() {
-        return None;
-    }
-    for (dst, src) in request.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of a valid ifreq.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
-        return None;
-    }
+    let request = ioctl(interface, libc::SIOCGIFFLAGS).ok()?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     let flags = unsafe { request.ifr_ifru.ifru_flags } as i32;
     Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
@@ -40,6 +21,20 @@ pub fn is_running(interface: &str) -> Option<bool> {
 
 /// The MAC of `interface` (SIOCGIFHWADDR), in this thread's namespace.
 pub fn mac(interface: &str) -> io::Result<[u8; 6]> {
+    let request = ioctl(interface, libc::SIOCGIFHWADDR)?;
+    // SAFETY: SIOCGIFHWADDR filled the hardware address member.
+    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok(mac)
+}
+
+/// Runs the interface ioctl `request` (one that reads `ifr_name` and fills
+/// the union) for `interface` on a throwaway socket, which follows this
+/// thread's namespace; returns the filled `ifreq`.
+fn ioctl(interface: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     // SAFETY: a plain socket(2) call; the fd is owned at once.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -48,24 +43,18 @@ pub fn mac(interface: &str) -> io::Result<[u8; 6]> {
     // SAFETY: a new fd the kernel just returned.
     let socket = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: ifreq is plain old data.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if interface.len() >= request.ifr_name.len() {
+    let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
+    if interface.len() >= ifreq.ifr_name.len() {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    for (dst, src) in request.ifr_name.iter_mut().zip(interface.bytes()) {
+    for (dst, src) in ifreq.ifr_name.iter_mut().zip(interface.bytes()) {
         *dst = src as libc::c_char;
     }
-    // SAFETY: a valid ifreq for SIOCGIFHWADDR on an open socket.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) } < 0 {
+    // SAFETY: a valid ifreq for an interface ioctl on an open socket.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut ifreq) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: SIOCGIFHWADDR filled the hardware address member.
-    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (m, d) in mac.iter_mut().zip(data.iter()) {
-        *m = *d as u8;
-    }
-    Ok(mac)
+    Ok(ifreq)
 }
 
 /// The addresses on `interface`, in the order the kernel lists them.
