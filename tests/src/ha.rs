@@ -174,10 +174,15 @@ impl HaPair {
 
     /// The MAC the client has for the VIP, if any.
     pub fn client_vip_mac(&self) -> Option<String> {
+        self.client_mac_for(VIP)
+    }
+
+    /// The MAC the client's neighbour table has for `addr`, if any.
+    pub fn client_mac_for(&self, addr: &str) -> Option<String> {
         let shown = self
             .client
             .ns
-            .ip(&["neigh", "show", "to", VIP, "dev", HOST_IF]);
+            .ip(&["neigh", "show", "to", addr, "dev", HOST_IF]);
         let mut words = shown.split_whitespace();
         words.find(|w| *w == "lladdr")?;
         words.next().map(str::to_owned)

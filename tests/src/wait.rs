@@ -18,7 +18,9 @@ use crate::{
     traffic::{Sample, Source, request},
 };
 
-/// How often conditions are polled.
+/// How often conditions are polled. The sleeps below are the pause
+/// between two looks at the condition, never a wait that stands for the
+/// event: every loop checks the condition itself again.
 const POLL: Duration = Duration::from_millis(20);
 
 /// Polls `probe` until it returns `Ok`, and returns its value. `Err`

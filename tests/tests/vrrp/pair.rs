@@ -172,17 +172,6 @@ fn unicast_peers_elect_where_multicast_is_dropped() {
     });
 }
 
-/// The MAC the client's neighbour table has for `addr`, if any.
-fn client_mac_for(pair: &HaPair, addr: &str) -> Option<String> {
-    let shown = pair
-        .client
-        .ns
-        .ip(&["neigh", "show", "to", addr, "dev", "eth0"]);
-    let mut words = shown.split_whitespace();
-    words.find(|w| *w == "lladdr")?;
-    words.next().map(str::to_owned)
-}
-
 #[test]
 fn a_killed_masters_kernel_stops_claiming_the_vips_once_its_lease_runs_out() {
     let pair = web();
@@ -206,7 +195,7 @@ fn a_killed_masters_kernel_stops_claiming_the_vips_once_its_lease_runs_out() {
             let tally = http_requests(&pair.client.ns, target, 1, 1, Source::Ephemeral);
             assert_eq!(tally.failed, 0, "round {round}, {addr}: {:?}", tally.errors);
             assert_eq!(
-                client_mac_for(&pair, addr).as_deref(),
+                pair.client_mac_for(addr).as_deref(),
                 Some(lb2_mac.as_str()),
                 "round {round}: the client resolved {addr} to another node"
             );
