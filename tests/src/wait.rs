@@ -111,6 +111,22 @@ impl Load {
         self.started.elapsed()
     }
 
+    /// Requests begun at `since` or later (on [`Load::elapsed`]'s clock)
+    /// that were answered, by `backend` when one is named.
+    pub fn answered(&self, since: Duration, backend: Option<&str>) -> usize {
+        self.samples
+            .lock()
+            .expect("samples lock")
+            .iter()
+            .filter(|s| s.at >= since)
+            .filter(|s| {
+                s.result
+                    .as_deref()
+                    .is_ok_and(|b| backend.is_none_or(|name| b == name))
+            })
+            .count()
+    }
+
     /// Every request finished so far, in the order they finished.
     pub fn samples(&self) -> Vec<Sample> {
         self.samples.lock().expect("samples lock").clone()

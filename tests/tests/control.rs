@@ -207,21 +207,10 @@ fn reload_adding_a_backend_during_load_fails_no_request_and_moves_no_flow() {
 
     // Load before, during and after the reload: first some answered...
     let load = Load::start(&lab.client.ns, lab.vip(), 4);
-    let answered = |load: &Load, since: Duration, by: Option<&str>| {
-        load.samples()
-            .iter()
-            .filter(|s| s.at >= since)
-            .filter(|s| {
-                s.result
-                    .as_deref()
-                    .is_ok_and(|b| by.is_none_or(|by| b == by))
-            })
-            .count()
-    };
     wait::until(
         "requests answered before the reload",
         Duration::from_secs(20),
-        || match answered(&load, Duration::ZERO, None) {
+        || match load.answered(Duration::ZERO, None) {
             n if n >= 100 => Ok(()),
             n => Err(format!("{n} answered")),
         },
@@ -235,11 +224,11 @@ fn reload_adding_a_backend_during_load_fails_no_request_and_moves_no_flow() {
     wait::until(
         "web3 taking new flows after the reload",
         Duration::from_secs(20),
-        || match answered(&load, reloaded, Some("web3")) {
+        || match load.answered(reloaded, Some("web3")) {
             n if n >= 20 => Ok(()),
             n => Err(format!(
                 "web3 answered {n} of {} begun since",
-                answered(&load, reloaded, None)
+                load.answered(reloaded, None)
             )),
         },
     );

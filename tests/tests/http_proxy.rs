@@ -203,22 +203,11 @@ fn a_backend_killed_during_load_fails_no_request() {
     let agent = start(&lab, "");
     let web2 = lab.web_pid(1).expect("web2 runs");
     let load = Load::start(&lab.client.ns, vip(), 8);
-    let answered_by = |since: Duration, backend: Option<&str>| {
-        load.samples()
-            .iter()
-            .filter(|s| s.at >= since)
-            .filter(|s| {
-                s.result
-                    .as_deref()
-                    .is_ok_and(|b| backend.is_none_or(|name| b == name))
-            })
-            .count()
-    };
     // web2 dies while it is serving the load...
     wait::until(
         "web2 answering the load",
         Duration::from_secs(10),
-        || match answered_by(Duration::ZERO, Some("web2")) {
+        || match load.answered(Duration::ZERO, Some("web2")) {
             n if n >= 20 => Ok(()),
             n => Err(format!("web2 answered {n}")),
         },
@@ -241,7 +230,7 @@ fn a_backend_killed_during_load_fails_no_request() {
     wait::until(
         "requests answered after web2 was down",
         Duration::from_secs(10),
-        || match answered_by(down, None) {
+        || match load.answered(down, None) {
             n if n >= 100 => Ok(()),
             n => Err(format!("{n} answered")),
         },
