@@ -308,15 +308,7 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
         "lab exited with {status}:\n{}",
         lab.lines().snapshot().join("\n")
     );
-    assert!(lab_namespaces().is_empty(), "left: {:?}", lab_namespaces());
-    let pins = lab_pins();
-    assert!(pins.is_empty(), "pins left: {pins:?}");
-    for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} of the lab is still running"
-        );
-    }
+    assert_nothing_left(&pids);
 }
 
 /// A lab started without the harness's pipes: its process group is killed
@@ -402,17 +394,23 @@ fn lab_tears_down_when_its_output_pipe_is_gone() {
     );
     let status = lab.0.wait().expect("wait for the lab");
 
+    assert_nothing_left(&pids);
+    assert!(
+        status.success(),
+        "the lab exited with {status} after SIGINT"
+    );
+}
+
+/// No lab namespace, pin folder or process (of `pids`) is left.
+#[track_caller]
+fn assert_nothing_left(pids: &[i32]) {
     assert!(lab_namespaces().is_empty(), "left: {:?}", lab_namespaces());
     let pins = lab_pins();
     assert!(pins.is_empty(), "pins left: {pins:?}");
     for pid in pids {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} of the lab is still there"
+            "process {pid} of the lab is still running"
         );
     }
-    assert!(
-        status.success(),
-        "the lab exited with {status} after SIGINT"
-    );
 }
