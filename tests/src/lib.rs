@@ -7,6 +7,7 @@
 //! then points at the step that failed, and unwinding still runs every Drop.
 
 pub mod agent;
+pub mod failover_load;
 pub mod ha;
 pub mod keepalived;
 pub mod l7;

@@ -3,12 +3,16 @@
 //! backend answered. Keep-alive is honoured, as load generators expect.
 //! `GET /echo-headers` answers with the name and then the request's
 //! headers, one per line, as they arrived (to see what a proxy added);
-//! `GET /delay/MS` answers after MS milliseconds.
+//! `GET /delay/MS` answers after MS milliseconds; `GET /stream/MS` sends
+//! a body of MS/10 chunks of 1024 bytes (at least one), one every 10 ms,
+//! so it takes MS milliseconds, with byte i of the body `(i % 251) as u8`
+//! so a client can check every byte (see `halb_tests::failover_load`).
 //!
 //! Usage: halb-web NAME ADDR:PORT [ADDR:PORT ...]
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
+use halb_tests::failover_load::{STREAM_CHUNK, STREAM_PACE, stream_byte, stream_len};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -100,20 +104,23 @@ async fn connection(mut stream: TcpStream, body: &str) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        let delay = head
+        let path = head
             .lines()
             .next()
             .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|path| path.strip_prefix("/delay/"))
-            .and_then(|ms| ms.parse::<u64>().ok());
-        if let Some(ms) = delay {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            .unwrap_or_default();
+        let ms = |prefix: &str| path.strip_prefix(prefix)?.parse::<u64>().ok();
+        if let Some(ms) = ms("/stream/") {
+            buf.drain(..head_end + body_len);
+            if send_stream(&mut stream, ms, close).await.is_err() || close {
+                return;
+            }
+            continue;
         }
-        let echo = head
-            .lines()
-            .next()
-            .is_some_and(|l| l.split_whitespace().nth(1) == Some("/echo-headers"));
-        let body: std::borrow::Cow<'_, str> = if echo {
+        if let Some(ms) = ms("/delay/") {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let body: std::borrow::Cow<'_, str> = if path == "/echo-headers" {
             let raw = String::from_utf8_lossy(&buf[..head_end]);
             let headers: String = raw
                 .lines()
@@ -135,6 +142,28 @@ async fn connection(mut stream: TcpStream, body: &str) {
             return;
         }
     }
+}
+
+/// Answers `GET /stream/MS`: the head at once, then the body one chunk
+/// per [`STREAM_PACE`], the last one MS milliseconds after the head.
+async fn send_stream(stream: &mut TcpStream, ms: u64, close: bool) -> std::io::Result<()> {
+    let len = stream_len(ms);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\nconnection: {}\r\n\r\n",
+        if close { "close" } else { "keep-alive" }
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let first = tokio::time::Instant::now() + STREAM_PACE;
+    let mut pace = tokio::time::interval_at(first, STREAM_PACE);
+    let mut chunk = vec![0u8; STREAM_CHUNK];
+    for start in (0..len).step_by(STREAM_CHUNK) {
+        pace.tick().await;
+        for (i, byte) in (start..).zip(chunk.iter_mut()) {
+            *byte = stream_byte(i);
+        }
+        stream.write_all(&chunk).await?;
+    }
+    Ok(())
 }
 
 /// Offset just past the blank line that ends the request head.
