@@ -39,7 +39,9 @@ pub struct Flow {
     /// Full NAT: the source port the balancer uses towards the backend.
     pub nat_port_be: u16,
     pub state: u8,
-    pub _pad: u8,
+    /// Low byte of the refresh epoch in which the flow was last reported
+    /// to the agent (see [`crate::event::FLOW_EVENT_REFRESH`]).
+    pub reported_epoch: u8,
 }
 const _: () = assert!(core::mem::size_of::<Flow>() == 32);
 

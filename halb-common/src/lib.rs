@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod backend;
+pub mod event;
 pub mod flow;
 pub mod hash;
 pub mod interface;

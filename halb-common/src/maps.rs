@@ -32,6 +32,12 @@ pub const MAP_INTERFACES: &str = "HALB_IFACES";
 /// Hash: `VipKey` (a VRRP virtual address) -> `Lease`.
 pub const MAP_LEASES: &str = "HALB_LEASES";
 
+/// Ring buffer of `FlowEvent`s (new flows, refreshes, closes) that the
+/// agent syncs to peer nodes.
+pub const MAP_FLOW_EVENTS: &str = "HALB_FLOW_EVTS";
+/// Ring buffer size in bytes (a power of two): about 37k events.
+pub const FLOW_EVENTS_BYTES: u32 = 4 << 20;
+
 /// Every map the agent pins, by name.
 pub const PINNED_MAPS: &[&str] = &[
     MAP_STATS,
@@ -46,6 +52,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_BACKEND_STATS,
     MAP_INTERFACES,
     MAP_LEASES,
+    MAP_FLOW_EVENTS,
 ];
 
 /// Default folder in bpffs where the agent pins its maps.
@@ -82,6 +89,10 @@ pub const GLOBAL_TCP_CLOSING_TIMEOUT_NS: &str = "HALB_TCP_CLOSING_TIMEOUT_NS";
 pub const GLOBAL_UDP_TIMEOUT_NS: &str = "HALB_UDP_TIMEOUT_NS";
 pub const GLOBAL_NAT_PORT_MIN: &str = "HALB_NAT_PORT_MIN";
 pub const GLOBAL_NAT_PORT_MAX: &str = "HALB_NAT_PORT_MAX";
+/// Nonzero: report flow events (the agent syncs connections to peers).
+pub const GLOBAL_FLOW_EVENTS: &str = "HALB_FLOW_EVENTS_ON";
+/// Refresh epoch of flow events: `now_ns >> shift`.
+pub const GLOBAL_EPOCH_SHIFT: &str = "HALB_EPOCH_SHIFT";
 
 /// Defaults of those globals. Timeouts follow IPVS's (tcp 900 s,
 /// tcpfin 120 s is long for a balancer: 10 s here, udp 300 s).

@@ -42,7 +42,8 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Packets seen by the XDP program, split by layer-3 protocol.
+    /// Packets seen by the XDP program, split by layer-3 protocol, and the
+    /// flow events it reported.
     ///
     /// Value of [`crate::maps::MAP_STATS`].
     pub struct PacketCounters {
@@ -57,9 +58,13 @@ counters! {
         pub other_l3: u64,
         /// Frames too short to hold an Ethernet header.
         pub truncated: u64,
+        /// Flow events reported to the agent (for connection sync).
+        pub flow_events: u64,
+        /// Flow events lost because the ring buffer was full.
+        pub flow_events_lost: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<PacketCounters>() == 7 * 8);
+const _: () = assert!(core::mem::size_of::<PacketCounters>() == 9 * 8);
 
 counters! {
     /// Traffic of one service or one backend.

@@ -46,7 +46,7 @@ pub fn forward(
         }
     };
     if choice.new_flow {
-        select::track(pkt, key, choice, 0, &hop)?;
+        select::track(ctx, pkt, key, choice, 0, &hop)?;
     }
     fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::ToBackend, egress))
 }

@@ -10,6 +10,7 @@
 mod clock;
 mod csum;
 mod dsr;
+mod events;
 mod fib;
 mod icmp;
 mod lease;
@@ -69,7 +70,13 @@ fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Ve
         // called one after the other, never one from the other (stack).
         PROTO_TCP | PROTO_UDP => match to_service(ctx, pkt, len) {
             Err(Verdict::Pass(Pass::NotService)) => reply(ctx, pkt),
-            verdict => verdict,
+            Err(verdict) => Err(verdict),
+            Ok(Served { verdict, event }) => {
+                if event != 0 {
+                    events::report(pkt, event);
+                }
+                Ok(verdict)
+            }
         },
         PROTO_ICMPV6 => match lease::solicitation(ctx, pkt) {
             Some(refused) => Err(refused),
@@ -80,17 +87,23 @@ fn process(ctx: &XdpContext, l3: parse::eth::L3, len: u64) -> Result<Verdict, Ve
     }
 }
 
+/// A service's packet on its way, and the flow event it brought about.
+struct Served {
+    verdict: Verdict,
+    event: u8,
+}
+
 /// TCP or UDP to a service: pick a backend and forward.
 #[inline(never)]
-fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdict> {
+fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Served, Verdict> {
     let svc = lookup::service(pkt).ok_or(Verdict::Pass(Pass::NotService))?;
     if svc.flags & SERVICE_F_LAYER7 != 0 {
         return Err(Verdict::Pass(Pass::Layer7));
     }
     let key = lookup::flow_key(pkt);
-    let choice = match select::backend(pkt, &key, &svc) {
+    let choice = match select::backend(ctx, pkt, &key, &svc) {
         Err(Verdict::Drop(Drop::NoBackend)) if svc.flags & SERVICE_F_RESET_WHEN_DOWN != 0 => {
-            return reset::refuse(ctx, pkt);
+            return reset::refuse(ctx, pkt).map(|verdict| Served { verdict, event: 0 });
         }
         choice => choice?,
     };
@@ -104,7 +117,10 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Verdict, Verdi
     if verdict.action() != aya_ebpf::bindings::xdp_action::XDP_ABORTED {
         stats::count_traffic(svc.id, choice.backend_id, len, choice.new_flow);
     }
-    Ok(verdict)
+    Ok(Served {
+        verdict,
+        event: choice.event,
+    })
 }
 
 /// Not a service's packet: a backend's reply to a NAT flow, or the kernel's.

@@ -6,18 +6,19 @@ use crate::parse::Packet;
 use aya_ebpf::{
     Global,
     bindings::{BPF_F_NO_COMMON_LRU, bpf_fib_lookup as FibParams},
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use halb_common::{
     backend::Backend,
+    event::FlowEvent,
     flow::{Flow, FlowKey, NatEntry},
     interface::Interface,
     maps::{
         DEFAULT_NAT_PORT_MAX, DEFAULT_NAT_PORT_MIN, DEFAULT_RING_SIZE,
         DEFAULT_TCP_CLOSING_TIMEOUT_NS, DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS,
-        MAX_BACKENDS, MAX_FLOWS, MAX_INTERFACES, MAX_LEASES, MAX_NAT, MAX_SERVICES, RING_ENTRIES,
-        STATS_ENTRIES,
+        FLOW_EVENTS_BYTES, MAX_BACKENDS, MAX_FLOWS, MAX_INTERFACES, MAX_LEASES, MAX_NAT,
+        MAX_SERVICES, RING_ENTRIES, STATS_ENTRIES,
     },
     service::{Lease, Service, ServiceKey, Vip, VipKey},
     stats::{PacketCounters, TrafficCounters, VerdictCounters},
@@ -67,6 +68,9 @@ pub static HALB_IFACES: HashMap<u32, Interface, { MAX_INTERFACES as usize }> = H
 #[btf_map]
 pub static HALB_LEASES: HashMap<VipKey, Lease, { MAX_LEASES as usize }> = HashMap::new();
 
+#[btf_map]
+pub static HALB_FLOW_EVTS: RingBuf<FlowEvent, { FLOW_EVENTS_BYTES as usize }> = RingBuf::new();
+
 /// Per-CPU scratch space for the parsed packet and the route lookup's
 /// argument (not pinned: each loaded program has its own).
 // verifier: kept off the stack, whose 512 bytes the whole call chain shares.
@@ -76,6 +80,10 @@ pub static HALB_SCR_PKT: PerCpuArray<Packet, 1> = PerCpuArray::new();
 pub static HALB_SCR_FIB: PerCpuArray<FibParams, 1> = PerCpuArray::new();
 #[btf_map]
 pub static HALB_SCR_NAT: PerCpuArray<NatEntry, 1> = PerCpuArray::new();
+/// The flow event a packet brought about, noted before the frame is
+/// rewritten (its source MAC) and reported once it is on its way.
+#[btf_map]
+pub static HALB_SCR_EVT: PerCpuArray<crate::events::Noted, 1> = PerCpuArray::new();
 
 /// Slots per Maglev ring (a prime).
 #[unsafe(no_mangle)]
@@ -90,3 +98,7 @@ pub static HALB_UDP_TIMEOUT_NS: Global<u64> = Global::new(DEFAULT_UDP_TIMEOUT_NS
 pub static HALB_NAT_PORT_MIN: Global<u16> = Global::new(DEFAULT_NAT_PORT_MIN);
 #[unsafe(no_mangle)]
 pub static HALB_NAT_PORT_MAX: Global<u16> = Global::new(DEFAULT_NAT_PORT_MAX);
+#[unsafe(no_mangle)]
+pub static HALB_FLOW_EVENTS_ON: Global<u8> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static HALB_EPOCH_SHIFT: Global<u8> = Global::new(33);

@@ -86,7 +86,7 @@ pub fn forward(
         } else {
             to.sport_be = allocate_port(pkt, &to, entry)?;
         }
-        select::track(pkt, key, choice, to.sport_be, &hop)?;
+        select::track(ctx, pkt, key, choice, to.sport_be, &hop)?;
     }
     rewrite::l3_l4(ctx, pkt, &to)?;
     fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::ToBackend, egress))

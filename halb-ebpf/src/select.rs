@@ -1,9 +1,10 @@
 //! Which backend gets a packet: the one its tracked flow already has, or a
 //! new pick from the service's Maglev ring.
 
-use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};
 use halb_common::{
     backend::{BACKEND_DRAINING, BACKEND_UP, Backend},
+    event::{FLOW_EVENT_CLOSING, FLOW_EVENT_NEW, FLOW_EVENT_REFRESH},
     flow::{FLOW_CLOSING, FLOW_OPEN, Flow, FlowKey},
     hash,
     maps::NO_BACKEND,
@@ -11,7 +12,7 @@ use halb_common::{
 };
 
 use crate::{
-    clock,
+    clock, events,
     fib::NextHop,
     maps::{HALB_BACKENDS, HALB_FLOWS, HALB_RING_SIZE, HALB_RINGS},
     parse::Packet,
@@ -28,10 +29,18 @@ pub struct Choice {
     /// The tracked flow's cached next hop, while it is fresh (under a
     /// second old); None means: look the route up, then [`remember_hop`].
     pub hop: Option<NextHop>,
+    /// The flow event this packet brings about (0: none); reported by
+    /// [`events::report`] once the packet is on its way.
+    pub event: u8,
 }
 
 #[inline(always)]
-pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Verdict> {
+pub fn backend(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    svc: &Service,
+) -> Result<Choice, Verdict> {
     let now = clock::now();
     if let Some(flow) = HALB_FLOWS.get_ptr_mut(key) {
         // SAFETY: a pointer from a successful lookup; fields are plain
@@ -42,8 +51,20 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
             // gone) is rescheduled rather than black-holed.
             if let Some(backend) = backend_in(flow.backend_id, BACKEND_DRAINING) {
                 let stale_hop = clock::touch(&mut flow.last_seen_ns, now);
-                if clock::closes(pkt) {
+                // Peers hear of a flow's close at once, and of its life
+                // once per epoch (checked only when the entry is touched,
+                // once a second), so their copies never time out first.
+                let event = if clock::closes(pkt) && flow.state != FLOW_CLOSING {
                     flow.state = FLOW_CLOSING;
+                    Some(FLOW_EVENT_CLOSING)
+                } else if stale_hop && flow.reported_epoch != events::epoch(now) {
+                    Some(FLOW_EVENT_REFRESH)
+                } else {
+                    None
+                };
+                if let Some(kind) = event {
+                    flow.reported_epoch = events::epoch(now);
+                    events::note(ctx, kind);
                 }
                 let hop = (!stale_hop && flow.hop_ifindex != 0).then_some(NextHop {
                     ifindex: flow.hop_ifindex,
@@ -56,6 +77,7 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
                     new_flow: false,
                     nat_port_be: flow.nat_port_be,
                     hop,
+                    event: event.unwrap_or(0),
                 });
             }
         }
@@ -86,6 +108,7 @@ pub fn backend(pkt: &Packet, key: &FlowKey, svc: &Service) -> Result<Choice, Ver
         new_flow: true,
         nat_port_be: 0,
         hop: None,
+        event: FLOW_EVENT_NEW,
     })
 }
 
@@ -102,14 +125,16 @@ fn backend_in(id: u32, accept: u8) -> Option<Backend> {
 /// Records a newly scheduled flow, with the next hop towards its backend.
 #[inline(always)]
 pub fn track(
+    ctx: &XdpContext,
     pkt: &Packet,
     key: &FlowKey,
     choice: &Choice,
     nat_port_be: u16,
     hop: &NextHop,
 ) -> Result<(), Verdict> {
+    let now = clock::now();
     let flow = Flow {
-        last_seen_ns: clock::now(),
+        last_seen_ns: now,
         backend_id: choice.backend_id,
         hop_ifindex: hop.ifindex,
         hop_dst_mac: hop.dst_mac,
@@ -120,11 +145,13 @@ pub fn track(
         } else {
             FLOW_OPEN
         },
-        _pad: 0,
+        reported_epoch: events::epoch(now),
     };
     HALB_FLOWS
         .insert(key, flow, BPF_ANY as u64)
-        .map_err(|_| Verdict::Drop(Drop::MapError))
+        .map_err(|_| Verdict::Drop(Drop::MapError))?;
+    events::note(ctx, FLOW_EVENT_NEW);
+    Ok(())
 }
 
 /// Caches a freshly looked-up next hop in the tracked flow.

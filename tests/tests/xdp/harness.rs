@@ -86,6 +86,8 @@ pub fn with_fixture(arms: Arms, nat_ports: (u16, u16), body: impl FnOnce(&mut Fi
             tcp_timeout: Duration::from_secs(900),
             tcp_closing_timeout: Duration::from_secs(10),
             udp_timeout: Duration::from_secs(300),
+            // On, so every fixture runs the program as sync uses it.
+            flow_events: true,
         };
         let dp = LoadedDatapath::load(&options).expect("load the XDP program");
         let mut fixture = Fixture {
