@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod backends;
 pub mod config;
+pub mod connsync;
 pub mod control;
 pub mod dataplane;
 pub mod health;

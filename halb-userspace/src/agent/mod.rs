@@ -19,6 +19,11 @@ use tokio::{
 use crate::{
     backends::{Admin, BackendKey, BackendStates, Target},
     config::{ValidatedConfig, validate::ServiceConfig},
+    connsync::{
+        ConnSync, ConnSyncError,
+        events::FlowEvents,
+        table::{Directory, Egress, PinnedTable},
+    },
     control::{
         protocol::{Request, Response},
         socket::{ControlError, ControlSocket},
@@ -61,6 +66,8 @@ pub enum AgentError {
     Proxy(#[from] ListenError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    ConnSync(#[from] ConnSyncError),
 }
 
 /// Everything the running agent owns.
@@ -76,10 +83,13 @@ struct Agent {
     rates: Rates,
     routers: Routers,
     proxy: Proxy,
+    conn_sync: Option<ConnSync>,
 }
 
 const INTERFACE_POLL: Duration = Duration::from_millis(200);
 const ROUTE_RETRY: Duration = Duration::from_secs(2);
+/// How long a stopping agent waits for its peers to acknowledge its flows.
+const SYNC_FLUSH: Duration = Duration::from_secs(1);
 
 /// Runs the agent with the config read from `config_path` until SIGINT,
 /// SIGTERM or `halb stop`, then detaches the datapath (or, with
@@ -97,7 +107,19 @@ pub async fn run(
     // A datapath this agent created is removed again if it cannot start;
     // one adopted from a previous agent keeps forwarding.
     let fresh = !config.datapath.pin_dir.exists();
-    let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(&config.datapath))?;
+    for warning in &config.warnings {
+        tracing::warn!(
+            "{}:{}:{}: {}",
+            config_path.display(),
+            warning.line,
+            warning.column,
+            warning.message
+        );
+    }
+    let mut datapath = LoadedDatapath::load(&LoadOptions::from_config(
+        &config.datapath,
+        config.sync.as_ref(),
+    ))?;
     let started = match start(&mut datapath, &config).await {
         Ok(started) => started,
         Err(e) => {
@@ -114,6 +136,7 @@ pub async fn run(
         neighbours,
         proxy,
         routers,
+        conn_sync,
         _metrics,
         mut pages,
     } = started;
@@ -133,6 +156,7 @@ pub async fn run(
         rates: Rates::default(),
         routers,
         proxy,
+        conn_sync,
     };
     // A drain outlives a restart: the pinned backend says so.
     for (service, backend) in agent.sync.draining() {
@@ -181,9 +205,16 @@ pub async fn run(
         }
     };
     tracing::info!(reason, "shutting down");
-    // Hand the virtual addresses over first (priority 0: the backup takes
-    // over after its skew time), while the datapath still serves.
+    // The peers get every flow first, then the virtual addresses (priority
+    // 0: the backup takes over after its skew time), while the datapath
+    // still serves; flows made meanwhile follow them.
+    if let Some(sync) = &agent.conn_sync {
+        sync.flush(SYNC_FLUSH).await;
+    }
     agent.routers.shutdown().await;
+    if let Some(sync) = &agent.conn_sync {
+        sync.flush(SYNC_FLUSH).await;
+    }
     // Clients already connected finish their requests.
     agent.proxy.shutdown().await;
     drop(agent.checks);
@@ -209,6 +240,7 @@ struct Started {
     neighbours: Neighbours,
     proxy: Proxy,
     routers: Routers,
+    conn_sync: Option<ConnSync>,
     /// Serves in tasks of its own; the agent renders pages on request.
     _metrics: Option<MetricsServer>,
     pages: mpsc::Receiver<PageRequest>,
@@ -250,10 +282,29 @@ async fn start(
     // is down yet; the election starts once the datapath can serve.
     let leases = Leases::open(&config.datapath.pin_dir).map_err(DataplaneError::from)?;
     leases.clear();
+    let conn_sync = match &config.sync {
+        Some(sync_config) => {
+            let events =
+                FlowEvents::new(datapath.take_flow_events()?).map_err(ConnSyncError::Events)?;
+            let table =
+                PinnedTable::open(&config.datapath.pin_dir).map_err(DataplaneError::from)?;
+            let conn_sync =
+                ConnSync::start(sync_config, events, table, directory(config, &sync)).await?;
+            tracing::info!(
+                listen = %sync_config.listen,
+                peers = ?sync_config.peers,
+                nat_ports = ?sync_config.nat_ports(config.datapath.nat_ports),
+                "connection sync started; asking the peers for their tables"
+            );
+            Some(conn_sync)
+        }
+        None => None,
+    };
     let routers = Routers::start(
         &config.vrrp,
         BTreeSet::new(),
         (!config.vrrp.is_empty()).then_some(leases),
+        conn_sync.as_ref().map(ConnSync::gate),
     )?;
     let (page_tx, pages) = mpsc::channel(16);
     let metrics = match config.admin.metrics {
@@ -271,9 +322,36 @@ async fn start(
         neighbours,
         proxy,
         routers,
+        conn_sync,
         _metrics: metrics,
         pages,
     })
+}
+
+/// What sync needs to install a peer's flows here: the services' backend
+/// ids, and for each VIP the interface its clients are on (the VRRP
+/// instance's that moves it, else the datapath's first).
+fn directory(config: &ValidatedConfig, sync: &Sync) -> Directory {
+    let options = LoadOptions::from_config(&config.datapath, config.sync.as_ref());
+    let egress = |vip: std::net::IpAddr| {
+        let interface = config
+            .vrrp
+            .iter()
+            .find(|v| v.virtual_addresses.iter().any(|(a, _)| *a == vip))
+            .map(|v| v.interface.as_str())
+            .or(config.datapath.interfaces.first().map(String::as_str))?;
+        Some(Egress {
+            ifindex: crate::net::addr::interface_index(interface)?,
+            mac: crate::net::iface::mac(interface).ok()?,
+        })
+    };
+    Directory::build(
+        sync.services(),
+        egress,
+        options.epoch_shift(),
+        config.datapath.tcp_timeout,
+        config.datapath.udp_timeout,
+    )
 }
 
 /// The services whose backends are health-checked: layer-4 services, and

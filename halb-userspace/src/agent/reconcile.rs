@@ -58,9 +58,10 @@ impl Agent {
         if new.datapath != self.config.datapath
             || new.admin != self.config.admin
             || new.vrrp != self.config.vrrp
+            || new.sync != self.config.sync
         {
             tracing::warn!(
-                "[datapath], [admin] and [[vrrp]] changes take effect on restart; kept as they were"
+                "[datapath], [admin], [[vrrp]] and [sync] changes take effect on restart; kept as they were"
             );
         }
         let datapath = self
@@ -81,6 +82,9 @@ impl Agent {
             .collect();
         self.states.retain_targets(&targets);
         self.config.services = new.services;
+        if let Some(sync) = &self.conn_sync {
+            sync.set_directory(super::directory(&self.config, &self.sync));
+        }
         let addresses: BTreeSet<std::net::IpAddr> = backend_addresses(&self.config.services)
             .into_iter()
             .collect();

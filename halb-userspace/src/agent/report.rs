@@ -17,6 +17,7 @@ impl Agent {
         let mut status = Status {
             vrrp: self.routers.statuses(),
             http: self.proxy.status(),
+            sync: self.conn_sync.as_ref().map(|s| s.status()),
             ..Status::default()
         };
         if let Ok(v) = self.datapath.maps.verdict_counters() {

@@ -14,6 +14,24 @@ pub struct Config {
     pub services: Vec<Spanned<Service>>,
     #[serde(default, rename = "vrrp")]
     pub vrrp: Vec<Spanned<Vrrp>>,
+    pub sync: Option<Spanned<Sync>>,
+}
+
+/// `[sync]`: connection-state sync with the other halb nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// Address and UDP port this node receives sync messages on.
+    pub listen: Spanned<String>,
+    /// The other nodes' `listen` addresses.
+    pub peers: Spanned<Vec<Spanned<String>>>,
+    /// The shared secret, inline (at least 16 bytes)...
+    pub key: Option<Spanned<String>>,
+    /// ...or in a file of its own, readable by root only.
+    pub key_file: Option<Spanned<String>>,
+    /// How long a starting node waits for its peers' tables before it
+    /// preempts anyway (default "5s").
+    pub resync_timeout: Option<Spanned<String>>,
 }
 
 /// `[[vrrp]]`: one VRRP instance (keepalived's `vrrp_instance`).

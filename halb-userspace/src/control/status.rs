@@ -23,6 +23,9 @@ pub struct Status {
     /// Layer-7 services served by the HTTP proxy.
     #[serde(default)]
     pub http: Vec<HttpServiceStatus>,
+    /// Connection sync with the peers (`[sync]`).
+    #[serde(default)]
+    pub sync: Option<crate::connsync::SyncStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,11 +17,12 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
+use halb_common::event::{MAX_EPOCH_SHIFT, MIN_EPOCH_SHIFT};
 use halb_common::interface::Interface;
 use halb_common::maps::{
-    GLOBAL_NAT_PORT_MAX, GLOBAL_NAT_PORT_MIN, GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS,
-    GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS, MAP_INTERFACES, MAP_RINGS, MAX_RINGS,
-    PINNED_MAPS, PROGRAM_XDP,
+    GLOBAL_EPOCH_SHIFT, GLOBAL_FLOW_EVENTS, GLOBAL_NAT_PORT_MAX, GLOBAL_NAT_PORT_MIN,
+    GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS, GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS,
+    MAP_FLOW_EVENTS, MAP_INTERFACES, MAP_RINGS, MAX_RINGS, PINNED_MAPS, PROGRAM_XDP,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -29,7 +30,7 @@ use super::{
     bpffs,
     maps::{DatapathMaps, MapsError, pin_path, updated},
 };
-use crate::config::validate::{Datapath, DatapathLogLevel, XdpMode};
+use crate::config::validate::{Datapath, DatapathLogLevel, SyncConfig, XdpMode};
 
 /// The XDP object halb-userspace's build.rs built from halb-ebpf.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/halb-xdp"));
@@ -105,19 +106,33 @@ pub struct LoadOptions {
     pub tcp_timeout: Duration,
     pub tcp_closing_timeout: Duration,
     pub udp_timeout: Duration,
+    /// Report flow events for connection sync (`[sync]` is set).
+    pub flow_events: bool,
 }
 
 impl LoadOptions {
-    pub fn from_config(config: &Datapath) -> Self {
+    /// The datapath's settings; with sync, this node's share of the NAT
+    /// ports and flow events on.
+    pub fn from_config(config: &Datapath, sync: Option<&SyncConfig>) -> Self {
         Self {
             pin_dir: Some(config.pin_dir.clone()),
             log_level: config.log_level,
             ring_size: config.maglev_table_size,
-            nat_ports: config.nat_ports,
+            nat_ports: sync.map_or(config.nat_ports, |s| s.nat_ports(config.nat_ports)),
             tcp_timeout: config.tcp_timeout,
             tcp_closing_timeout: config.tcp_closing_timeout,
             udp_timeout: config.udp_timeout,
+            flow_events: sync.is_some(),
         }
+    }
+
+    /// The refresh epoch's shift: a synced flow in use is reported at
+    /// least four times per idle timeout (the shorter of TCP's and UDP's),
+    /// so a peer's copy never expires while the flow lives here.
+    pub fn epoch_shift(&self) -> u8 {
+        let shortest = self.tcp_timeout.min(self.udp_timeout).as_nanos() as u64 / 4;
+        let shift = 63 - shortest.max(1).leading_zeros() as u8;
+        shift.clamp(MIN_EPOCH_SHIFT, MAX_EPOCH_SHIFT)
     }
 }
 
@@ -156,6 +171,8 @@ impl LoadedDatapath {
         let tcp_ns = options.tcp_timeout.as_nanos() as u64;
         let tcp_closing_ns = options.tcp_closing_timeout.as_nanos() as u64;
         let udp_ns = options.udp_timeout.as_nanos() as u64;
+        let flow_events = u8::from(options.flow_events);
+        let epoch_shift = options.epoch_shift();
         let pin_paths: Vec<(&str, PathBuf)> = match &pins {
             Some(p) => PINNED_MAPS
                 .iter()
@@ -172,6 +189,8 @@ impl LoadedDatapath {
             .override_global(GLOBAL_TCP_TIMEOUT_NS, &tcp_ns, true)
             .override_global(GLOBAL_TCP_CLOSING_TIMEOUT_NS, &tcp_closing_ns, true)
             .override_global(GLOBAL_UDP_TIMEOUT_NS, &udp_ns, true)
+            .override_global(GLOBAL_FLOW_EVENTS, &flow_events, true)
+            .override_global(GLOBAL_EPOCH_SHIFT, &epoch_shift, true)
             .map_max_entries(MAP_RINGS, MAX_RINGS * options.ring_size);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
@@ -210,6 +229,24 @@ impl LoadedDatapath {
             maps,
             links: Vec::new(),
             pins,
+        })
+    }
+
+    /// The flow events' ring buffer, for the sync task (once).
+    pub fn take_flow_events(
+        &mut self,
+    ) -> Result<aya::maps::RingBuf<aya::maps::MapData>, DataplaneError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_FLOW_EVENTS)
+            .ok_or(MapsError::Missing {
+                map: MAP_FLOW_EVENTS,
+            })?;
+        aya::maps::RingBuf::try_from(map).map_err(|source| {
+            DataplaneError::Maps(MapsError::WrongType {
+                map: MAP_FLOW_EVENTS,
+                source,
+            })
         })
     }
 

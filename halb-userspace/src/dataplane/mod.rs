@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bpffs;
+pub mod clock;
 pub mod loader;
 pub mod maglev;
 pub mod maps;

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     config::validate::{VrrpConfig, VrrpVersion},
+    connsync::Gate,
     control::status::{VrrpState, VrrpStatus},
     net::{addr::Addresses, iface},
     vrrp::{
@@ -66,6 +67,7 @@ impl Instance {
         addresses: Addresses,
         tracked: watch::Receiver<Tracked>,
         leases: Option<Leases>,
+        gate: Option<Gate>,
     ) -> Result<Self, InstanceError> {
         let v6 = config.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
         let vips: Vec<IpAddr> = config.virtual_addresses.iter().map(|(a, _)| *a).collect();
@@ -91,14 +93,17 @@ impl Instance {
             addresses,
             leases,
         };
-        Ok(Self::start_on(config, link, tracked))
+        Ok(Self::start_on(config, link, tracked, gate))
     }
 
-    /// Starts the instance on `link` (the real network, or a test's).
+    /// Starts the instance on `link` (the real network, or a test's); with
+    /// a sync `gate`, it commits synced flows before taking the addresses
+    /// and preempts only once the peers' tables are in.
     pub fn start_on(
         config: VrrpConfig,
         link: impl VrrpLink,
         tracked: watch::Receiver<Tracked>,
+        gate: Option<Gate>,
     ) -> Self {
         let vips: Vec<IpAddr> = config.virtual_addresses.iter().map(|(a, _)| *a).collect();
         let local = link.local();
@@ -156,6 +161,8 @@ impl Instance {
             rejected: Rejected::default(),
             tracked,
             send_failing: false,
+            sync_ready: gate.as_ref().map(Gate::ready),
+            gate,
         };
         Self {
             status,
@@ -213,6 +220,23 @@ struct Runner<L> {
     tracked: watch::Receiver<Tracked>,
     /// Logs a failing send once, not once per advert.
     send_failing: bool,
+    gate: Option<Gate>,
+    /// Whether the peers' flow tables are in (None: no sync).
+    sync_ready: Option<watch::Receiver<bool>>,
+}
+
+/// Waits until `ready` changes, or forever without sync (or once it is
+/// ready: it never goes back).
+async fn ready_changed(ready: &mut Option<watch::Receiver<bool>>) {
+    match ready {
+        Some(r) if !*r.borrow() => {
+            if r.changed().await.is_err() {
+                // The sync task is gone: nothing to wait for.
+                *ready = None;
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// Waits until `deadline`, or forever when there is none.
@@ -252,8 +276,9 @@ impl<L: VrrpLink> Runner<L> {
                 }
                 _ = until(self.timers.preempt_from) => {
                     self.timers.preempt_from = None;
-                    self.fsm.set_preempt(self.config.preempt);
+                    self.update_preempt();
                 }
+                _ = ready_changed(&mut self.sync_ready) => self.update_preempt(),
                 Ok(()) = self.tracked.changed() => {
                     let standing = track::standing(&self.config, &self.tracked.borrow_and_update());
                     self.apply_standing(standing).await;
@@ -326,14 +351,30 @@ impl<L: VrrpLink> Runner<L> {
                 }
                 if self.fault.take().is_some() || self.fsm.state() == State::Initialize {
                     if !self.config.preempt_delay.is_zero() {
-                        self.fsm.set_preempt(false);
                         self.timers.preempt_from = Some(Instant::now() + self.config.preempt_delay);
                     }
+                    self.update_preempt();
                     self.event(Event::Startup).await;
                 }
                 self.publish();
             }
         }
+    }
+
+    /// Preemption is on as configured, except while a preempt delay runs
+    /// or the synced flow tables are not in yet: a node that took over now
+    /// would break the flows it has not heard of.
+    fn update_preempt(&mut self) {
+        let delayed = self.timers.preempt_from.is_some();
+        let syncing = self.sync_ready.as_ref().is_some_and(|r| !*r.borrow());
+        if self.config.preempt && syncing {
+            tracing::info!(
+                instance = self.config.name,
+                "no preemption until the peers' flow tables are in"
+            );
+        }
+        self.fsm
+            .set_preempt(self.config.preempt && !delayed && !syncing);
     }
 
     /// Feeds `event` to the state machine and carries out its actions.
@@ -408,6 +449,11 @@ impl<L: VrrpLink> Runner<L> {
     }
 
     async fn take_addresses(&mut self) {
+        // Flows the peers sent are in the maps before the first packet
+        // to the VIP can arrive here.
+        if let Some(gate) = &self.gate {
+            gate.commit().await;
+        }
         self.renew_leases();
         for (addr, prefix) in &self.config.virtual_addresses {
             if let Err(e) = self

@@ -41,7 +41,7 @@ fn start(priority: u8) -> Started {
         services_down: BTreeSet::new(),
     });
     Started {
-        instance: Instance::start_on(config(priority), link, tracked),
+        instance: Instance::start_on(config(priority), link, tracked, None),
         inbound,
         log,
         _tracking: tracking,

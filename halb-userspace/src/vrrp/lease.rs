@@ -17,7 +17,10 @@ use halb_common::{
     service::{Lease, VipKey},
 };
 
-use crate::dataplane::maps::{MapsError, addr_be, pin_path};
+use crate::dataplane::{
+    clock::monotonic_ns,
+    maps::{MapsError, addr_be, pin_path},
+};
 
 /// A handle on the pinned lease map, shared by the VRRP instances.
 #[derive(Clone)]
@@ -82,15 +85,4 @@ fn key(addr: IpAddr) -> VipKey {
         family,
         _pad: [0; 3],
     }
-}
-
-/// CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -37,6 +37,7 @@ impl Routers {
         configs: &[VrrpConfig],
         services_down: BTreeSet<String>,
         leases: Option<super::lease::Leases>,
+        gate: Option<crate::connsync::Gate>,
     ) -> Result<Self, RoutersError> {
         let watched = track::interfaces(configs);
         let (tracked, _) = watch::channel(Tracked {
@@ -52,6 +53,7 @@ impl Routers {
                     addresses.clone(),
                     tracked.subscribe(),
                     leases.clone(),
+                    gate.clone(),
                 )?);
                 tracing::info!(
                     instance = config.name,

@@ -16,6 +16,7 @@ use crate::dataplane::maglev::is_prime;
 mod check;
 mod http;
 mod service;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod vrrp;
@@ -25,6 +26,7 @@ pub use http::{
     Balance, Condition, HttpConfig, HttpRule, HttpSettings, HttpTimeouts, PoolConfig, path_regex,
 };
 use service::services;
+pub use sync::{MIN_KEY_LEN, SyncConfig};
 pub use vrrp::{Garp, Track, VrrpConfig, VrrpVersion};
 
 /// A config that passed every check.
@@ -34,6 +36,9 @@ pub struct ValidatedConfig {
     pub admin: Admin,
     pub services: Vec<ServiceConfig>,
     pub vrrp: Vec<VrrpConfig>,
+    pub sync: Option<SyncConfig>,
+    /// What is allowed but likely not meant (each says so); logged at start.
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,14 +178,26 @@ pub fn validate(
     };
     let datapath = datapath(raw.datapath, &mut errors);
     let admin = admin(raw.admin, &mut errors);
+    let snat_spans: Vec<(String, Range<usize>)> = raw
+        .services
+        .iter()
+        .filter_map(|s| {
+            let s = s.get_ref();
+            Some((s.name.get_ref().clone(), s.snat_address.as_ref()?.span()))
+        })
+        .collect();
     let services = services(raw.services, &mut errors);
     let vrrp = vrrp::instances(raw.vrrp, &services, &mut errors);
+    let sync = sync::sync(raw.sync, datapath.nat_ports, &mut errors);
+    let warnings = sync::warnings(&services, &vrrp, sync.as_ref(), &snat_spans, &errors);
     if errors.list.is_empty() {
         Ok(ValidatedConfig {
             datapath,
             admin,
             services,
             vrrp,
+            sync,
+            warnings,
         })
     } else {
         errors.list.sort_by_key(|d| (d.line, d.column));
