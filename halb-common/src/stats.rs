@@ -134,6 +134,11 @@ counters! {
         /// virtual address whose lease ran out (this node's agent died
         /// as master; the backup holds the address now).
         pub drop_lease_expired: u64,
+        /// Dropped (with `[sync]` only): a full-NAT TCP segment without SYN
+        /// that no tracked flow knows (its flow's state has not arrived
+        /// from the node that made it yet). Scheduled afresh it would get a new NAT port and
+        /// a reset from the backend; dropped, it is retransmitted.
+        pub drop_mid_flow: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 22 * 8);
+const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 23 * 8);

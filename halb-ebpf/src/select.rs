@@ -3,19 +3,20 @@
 
 use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};
 use halb_common::{
+    addr::PROTO_TCP,
     backend::{BACKEND_DRAINING, BACKEND_UP, Backend},
     event::{FLOW_EVENT_CLOSING, FLOW_EVENT_NEW, FLOW_EVENT_REFRESH},
     flow::{FLOW_CLOSING, FLOW_OPEN, Flow, FlowKey},
     hash,
     maps::NO_BACKEND,
-    service::{SERVICE_F_SOURCE_AFFINITY, Service},
+    service::{MODE_DSR, SERVICE_F_KEEP_CLIENT_ADDR, SERVICE_F_SOURCE_AFFINITY, Service},
 };
 
 use crate::{
     clock, events,
     fib::NextHop,
     maps::{HALB_BACKENDS, HALB_FLOWS, HALB_RING_SIZE, HALB_RINGS},
-    parse::Packet,
+    parse::{Packet, l4::TCP_SYN},
     verdict::{Drop, Verdict},
 };
 
@@ -83,6 +84,19 @@ pub fn backend(
         }
     }
 
+    // Full NAT with sync: a mid-flow TCP segment of a flow not known here
+    // (yet: its state comes from the peer that made it) is dropped, not
+    // scheduled; a new NAT port would get it a reset from the backend,
+    // whereas the client retransmits it once the state is in. (Without
+    // sync no state will come: the reset tells the client at once.)
+    if events::enabled()
+        && pkt.proto == PROTO_TCP
+        && pkt.tcp_flags & TCP_SYN == 0
+        && svc.mode != MODE_DSR
+        && svc.flags & SERVICE_F_KEEP_CLIENT_ADDR == 0
+    {
+        return Err(Verdict::Drop(Drop::MidFlow));
+    }
     let hash = if svc.flags & SERVICE_F_SOURCE_AFFINITY != 0 {
         hash::source(&pkt.src)
     } else {

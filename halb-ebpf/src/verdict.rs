@@ -27,6 +27,7 @@ pub enum Drop {
     NoNeighbour,
     MapError,
     LeaseExpired,
+    MidFlow,
 }
 
 /// Which way a forwarded packet goes.
