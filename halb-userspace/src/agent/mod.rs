@@ -212,9 +212,6 @@ pub async fn run(
         sync.flush(SYNC_FLUSH).await;
     }
     agent.routers.shutdown().await;
-    if let Some(sync) = &agent.conn_sync {
-        sync.flush(SYNC_FLUSH).await;
-    }
     // Clients already connected finish their requests.
     agent.proxy.shutdown().await;
     drop(agent.checks);
@@ -225,6 +222,10 @@ pub async fn run(
     } else {
         agent.datapath.detach_and_unpin()?;
         agent.neighbours.release().await;
+    }
+    // Flows made until the datapath stopped serving follow the others.
+    if let Some(sync) = &agent.conn_sync {
+        sync.flush(SYNC_FLUSH).await;
     }
     drop(control);
     tracing::info!("stopped");

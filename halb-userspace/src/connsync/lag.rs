@@ -94,7 +94,16 @@ impl LagHistogram {
 
     pub fn summary(&self) -> LagSummary {
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let bounds: Vec<Duration> = BUCKET_BOUNDS_S
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect();
         LagSummary {
+            buckets: BUCKET_BOUNDS_S
+                .iter()
+                .copied()
+                .zip(self.cumulative(&bounds))
+                .collect(),
             samples: self.total,
             p50_ms: ms(self.quantile(0.5)),
             p99_ms: ms(self.quantile(0.99)),
@@ -104,9 +113,18 @@ impl LagHistogram {
     }
 }
 
+/// Upper bounds (seconds) of the buckets metrics export.
+pub const BUCKET_BOUNDS_S: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 /// What status shows of a histogram.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LagSummary {
+    /// Cumulative counts at or below each of [`BUCKET_BOUNDS_S`] (as
+    /// Prometheus histograms have them): (bound in seconds, count).
+    #[serde(default)]
+    pub buckets: Vec<(f64, u64)>,
     pub samples: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,

@@ -283,6 +283,9 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
             })
             .collect(),
     );
+    if let Some(sync) = &status.sync {
+        sync_families(&mut family, sync);
+    }
     let process = process_figures();
     for (name, kind, help, value) in process {
         let _ = writeln!(
@@ -334,4 +337,124 @@ fn process_figures() -> Vec<(&'static str, &'static str, &'static str, String)> 
         ));
     }
     figures
+}
+
+/// Connection sync, per peer: state, counters, rejections and the lag.
+fn sync_families(
+    family: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
+    sync: &crate::connsync::SyncStatus,
+) {
+    let peer = |p: &crate::connsync::peer::PeerStatus| format!("peer=\"{}\"", p.address);
+    let per_peer = |f: &dyn Fn(&crate::connsync::peer::PeerStatus) -> String| {
+        sync.peers
+            .iter()
+            .map(|p| (peer(p), f(p)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "halb_sync_ready",
+        "gauge",
+        "1 once every peer's flow table has arrived (or the resync timeout passed).",
+        vec![(String::new(), u8::from(sync.ready).to_string())],
+    );
+    family(
+        "halb_sync_peer_connected",
+        "gauge",
+        "1 while the peer was heard from within the last second.",
+        per_peer(&|p| u8::from(p.connected).to_string()),
+    );
+    family(
+        "halb_sync_peer_stalled",
+        "gauge",
+        "1 while a sync message has waited over a second for the peer's acknowledgement.",
+        per_peer(&|p| u8::from(p.stalled).to_string()),
+    );
+    type Counter = fn(&crate::connsync::peer::PeerStatus) -> u64;
+    let counters: [(&str, &str, Counter); 7] = [
+        (
+            "halb_sync_flows_sent_total",
+            "Flows sent to the peer.",
+            |p| p.flows_sent,
+        ),
+        (
+            "halb_sync_flows_received_total",
+            "Flows received from the peer.",
+            |p| p.flows_received,
+        ),
+        (
+            "halb_sync_flows_refused_total",
+            "Flows from the peer that could not be installed here.",
+            |p| p.flows_refused,
+        ),
+        (
+            "halb_sync_messages_sent_total",
+            "Sync messages sent to the peer.",
+            |p| p.messages_sent,
+        ),
+        (
+            "halb_sync_messages_lost_total",
+            "Messages of the peer's that did not arrive the first time.",
+            |p| p.messages_lost,
+        ),
+        (
+            "halb_sync_messages_resent_total",
+            "Messages sent to the peer again.",
+            |p| p.messages_resent,
+        ),
+        (
+            "halb_sync_messages_dropped_total",
+            "Unacknowledged messages given up (the peer gets the whole table).",
+            |p| p.messages_dropped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(name, "counter", help, per_peer(&|p| value(p).to_string()));
+    }
+    family(
+        "halb_sync_rejected_total",
+        "counter",
+        "Sync messages refused, by reason (bad_mac, replayed, old_session, malformed, not_sync, bad_version).",
+        sync.peers
+            .iter()
+            .flat_map(|p| {
+                p.rejected.iter().map(move |(reason, n)| {
+                    (format!("{},reason=\"{reason}\"", peer(p)), n.to_string())
+                })
+            })
+            .collect(),
+    );
+    family(
+        "halb_sync_unknown_sender_total",
+        "counter",
+        "Datagrams on the sync port from addresses that are no peer's.",
+        vec![(String::new(), sync.unknown_sender.to_string())],
+    );
+    let mut lag = Vec::new();
+    for p in &sync.peers {
+        for (le, n) in &p.lag.buckets {
+            lag.push((format!("{},le=\"{le}\"", peer(p)), n.to_string()));
+        }
+        lag.push((
+            format!("{},le=\"+Inf\"", peer(p)),
+            p.lag.samples.to_string(),
+        ));
+    }
+    family(
+        "halb_sync_lag_seconds_bucket",
+        "histogram",
+        "From the datapath's flow event to the peer's acknowledgement.",
+        lag,
+    );
+    family(
+        "halb_sync_lag_seconds_sum",
+        "counter",
+        "Sum of the sync lags.",
+        per_peer(&|p| p.lag.sum_seconds.to_string()),
+    );
+    family(
+        "halb_sync_lag_seconds_count",
+        "counter",
+        "Flows acknowledged by the peer (lag samples).",
+        per_peer(&|p| p.lag.samples.to_string()),
+    );
 }
