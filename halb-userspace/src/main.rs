@@ -63,7 +63,10 @@ fn control(socket: &std::path::Path, request: &Request) -> anyhow::Result<()> {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("{}:{}:{}: {}", path.display(), w.line, w.column, w.message);
+            }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }

@@ -300,3 +300,108 @@ fn garp_refresh_zero_means_no_refresh_as_in_keepalived() {
     let config = from_str(text).expect("valid");
     assert_eq!(config.vrrp[0].garp.refresh, None);
 }
+
+const SYNC_HEAD: &str = "[datapath]\ninterfaces = [\"eth0\"]\n\n[sync]\n";
+
+#[test]
+fn sync_splits_the_nat_ports_between_the_nodes() {
+    let text = |listen: &str| {
+        format!(
+            "{SYNC_HEAD}listen = \"{listen}\"\npeers = [\"198.18.0.3:7900\", \"198.18.0.2:7900\"]\nkey = \"0123456789abcdef\"\n"
+        )
+        .replace(&format!("\"{listen}\", "), "")
+        .replace(&format!(", \"{listen}\""), "")
+    };
+    let shares: Vec<(u16, u16)> = ["198.18.0.2:7900", "198.18.0.3:7900", "198.18.0.4:7900"]
+        .iter()
+        .map(|listen| {
+            let mut config = text(listen);
+            if !config.contains("198.18.0.4:7900") {
+                config = config.replace("peers = [", "peers = [\"198.18.0.4:7900\", ");
+            }
+            let sync = from_str(&config).expect("valid").sync.expect("sync");
+            assert_eq!(sync.nodes, 3);
+            assert_eq!(sync.resync_timeout, Duration::from_secs(5));
+            sync.nat_ports((DEFAULT_NAT_PORT_MIN, DEFAULT_NAT_PORT_MAX))
+        })
+        .collect();
+    // Disjoint, in order, each within the whole range.
+    assert_eq!(shares[0].0, DEFAULT_NAT_PORT_MIN);
+    assert!(shares[0].1 < shares[1].0 && shares[1].1 < shares[2].0);
+    assert!(shares[2].1 <= DEFAULT_NAT_PORT_MAX);
+}
+
+#[test]
+fn broken_sync_tables_are_reported_where_they_are() {
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        (
+            "listen = \"198.18.0.2\"\npeers = [\"198.18.0.3:7900\"]\nkey = \"0123456789abcdef\"\n",
+            (5, 10),
+            "address and UDP port",
+        ),
+        (
+            "listen = \"198.18.0.2:7900\"\npeers = [\"198.18.0.2:7900\"]\nkey = \"0123456789abcdef\"\n",
+            (6, 10),
+            "this node's own listen address",
+        ),
+        (
+            "listen = \"198.18.0.2:7900\"\npeers = [\"198.18.0.3:7900\"]\nkey = \"short\"\n",
+            (7, 7),
+            "at least 16",
+        ),
+        (
+            "listen = \"198.18.0.2:7900\"\npeers = [\"198.18.0.3:7900\"]\n",
+            (5, 10),
+            "no shared key",
+        ),
+        (
+            "listen = \"198.18.0.2:7900\"\npeers = [\"[2001:db8::3]:7900\"]\nkey = \"0123456789abcdef\"\n",
+            (6, 10),
+            "family",
+        ),
+        (
+            "listen = \"198.18.0.2:7900\"\npeers = []\nkey = \"0123456789abcdef\"\n",
+            (6, 9),
+            "no peers",
+        ),
+    ];
+    for (body, (line, column), phrase) in cases {
+        let errors = from_str(&format!("{SYNC_HEAD}{body}")).expect_err(body);
+        let first = &errors[0];
+        assert_eq!(
+            (first.line, first.column),
+            (*line, *column),
+            "{body}: {errors:?}"
+        );
+        assert!(first.message.contains(phrase), "{body}: {}", first.message);
+    }
+}
+
+#[test]
+fn a_full_nat_service_on_a_node_address_is_warned_about_in_ha() {
+    let text = "[datapath]\ninterfaces = [\"eth0\"]\n\n\
+        [[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nsnat_address = \"198.18.0.2\"\n\
+        [[service.backend]]\naddress = \"198.18.0.11\"\n\n\
+        [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 150\n\
+        virtual_addresses = [\"198.18.0.100/32\"]\n";
+    let config = from_str(text).expect("a warning is no error");
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    let w = &config.warnings[0];
+    assert_eq!((w.line, w.column), (8, 16));
+    assert!(
+        w.message.contains("cannot survive a failover"),
+        "{}",
+        w.message
+    );
+    // Floating: no warning.
+    let floating = text
+        .replace(
+            "snat_address = \"198.18.0.2\"",
+            "snat_address = \"198.18.0.101\"",
+        )
+        .replace(
+            "[\"198.18.0.100/32\"]",
+            "[\"198.18.0.100/32\", \"198.18.0.101/32\"]",
+        );
+    assert!(from_str(&floating).expect("valid").warnings.is_empty());
+}
