@@ -30,7 +30,7 @@ pub struct HaPair {
     pub nodes: [Host; 2],
     // Drop order: processes, then namespaces.
     webs: Vec<ChildGuard>,
-    _backends: Vec<NetNs>,
+    backends: Vec<NetNs>,
     lan: Lan,
 }
 
@@ -80,7 +80,7 @@ impl HaPair {
             client,
             nodes,
             webs,
-            _backends: backends,
+            backends,
             lan,
         }
     }
@@ -101,6 +101,11 @@ impl HaPair {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// The namespaces of web1-3 (empty without `web_bin`).
+    pub fn backends(&self) -> &[NetNs] {
+        &self.backends
     }
 
     pub fn switch(&self) -> &NetNs {

@@ -14,6 +14,7 @@ pub mod l7;
 pub mod netns;
 pub mod process;
 pub mod scenario;
+pub mod synced;
 pub mod topo;
 pub mod traffic;
 pub mod wait;

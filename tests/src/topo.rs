@@ -80,8 +80,11 @@ impl Lan {
         self.switch
             .ip(&["link", "set", &port, "master", "br0", "up"]);
         // Frames an XDP program sends back or redirects into a veth need
-        // XDP on the peer (see xdp_pass.rs).
-        self.switch.exec("ethtool", &["-K", &port, "gro", "on"]);
+        // XDP on the peer (see xdp_pass.rs). GRO stays off, as a switch
+        // has none: with it, a backend's burst reaches the balancer as one
+        // super-frame, which XDP sees (linearised) and sends on whole, and
+        // the next bridge drops it as larger than the MTU.
+        self.switch.exec("ethtool", &["-K", &port, "gro", "off"]);
         self.pass.attach(&self.switch, &port);
         ns.ip(&["link", "set", ifname, "up"]);
         // veth leaves checksums to "hardware" (CHECKSUM_PARTIAL); a packet
