@@ -282,7 +282,12 @@ async fn start(
     // Every backend starts up (checks report only changes), so no service
     // is down yet; the election starts once the datapath can serve.
     let leases = Leases::open(&config.datapath.pin_dir).map_err(DataplaneError::from)?;
-    leases.clear();
+    let virtual_addresses: Vec<std::net::IpAddr> = config
+        .vrrp
+        .iter()
+        .flat_map(|v| v.virtual_addresses.iter().map(|(a, _)| *a))
+        .collect();
+    leases.reset(&virtual_addresses);
     let conn_sync = match &config.sync {
         Some(sync_config) => {
             let events =

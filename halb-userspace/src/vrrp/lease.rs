@@ -67,13 +67,22 @@ impl Leases {
         }
     }
 
-    /// Forgets every lease: a starting agent's instances take theirs again,
-    /// and an address no longer virtual is none of the datapath's concern.
-    pub fn clear(&self) {
+    /// A starting agent's view: each of `virtual_addresses` holds no lease
+    /// until its instance, as master, takes one (a crashed predecessor's
+    /// may still be on the interface, and its kernel must not answer for
+    /// them meanwhile), and an address no longer virtual is none of the
+    /// datapath's concern. Expired first, then forgotten: there is no
+    /// moment in which a virtual address has no entry.
+    pub fn reset(&self, virtual_addresses: &[IpAddr]) {
+        let expired = Lease { expires_ns: 0 };
         let mut map = self.0.lock().expect("lease map lock");
+        let wanted: Vec<VipKey> = virtual_addresses.iter().map(|a| key(*a)).collect();
+        for k in &wanted {
+            let _ = map.insert(*k, expired, 0);
+        }
         let keys: Vec<VipKey> = map.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            let _ = map.remove(&key);
+        for k in keys.iter().filter(|k| !wanted.contains(k)) {
+            let _ = map.remove(k);
         }
     }
 }
