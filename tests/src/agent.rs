@@ -158,11 +158,11 @@ impl Agent {
         &self.config_path
     }
 
-    /// Runs `halb ARGS --socket <this agent's>` and returns its stdout;
-    /// panics unless it succeeds.
+    /// Runs `halb ARGS --socket <this agent's>` (the agent's own binary)
+    /// and returns its stdout; panics unless it succeeds.
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = crate::netns::run_checked(
-            std::process::Command::new(halb_bin())
+            std::process::Command::new(&self.halb)
                 .args(args)
                 .arg("--socket")
                 .arg(&self.control_socket),

@@ -34,6 +34,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         measures: "time from kill -9 of the VRRP master to the client's ARP entry moving, 20 trials, halb pair next to a keepalived pair with the same timers",
         runs: &[packages::KEEPALIVED],
     },
+    Benchmark {
+        name: "sync",
+        measures: "connection sync: flow-to-peer lag p50/p99 at 1k, 10k and rising new flows/s; kept-alive connections surviving a master's death with halb and sync, halb without sync, and keepalived + haproxy",
+        runs: &[packages::KEEPALIVED, packages::HAPROXY],
+    },
 ];
 
 pub fn run(name: &str, seconds: u32) -> Result<()> {

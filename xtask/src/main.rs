@@ -48,9 +48,9 @@ enum Verb {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
-    /// Run a benchmark (release build, as root): `datapath`.
+    /// Run a benchmark (release build, as root): `datapath`, `l7`, `failover` or `sync`.
     Bench {
-        /// Which benchmark: datapath.
+        /// Which benchmark: datapath, l7, failover or sync.
         name: String,
         /// Seconds per load measurement.
         #[arg(long, default_value_t = 5)]

@@ -40,6 +40,25 @@ fn bucket(us: u64) -> usize {
     ((power - 1) * SUB + sub as u32) as usize
 }
 
+/// The `q` quantile of a histogram's bucket `counts` (as
+/// [`LagSummary::counts`] has them, or the difference of two), as the
+/// upper bound of its bucket.
+pub fn quantile_of(counts: &[u64], q: f64) -> Option<Duration> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(Duration::from_micros(upper_us(i)));
+        }
+    }
+    None
+}
+
 /// Upper bound (exclusive) of bucket `i`, in microseconds.
 fn upper_us(i: usize) -> u64 {
     if i < SUB as usize {
@@ -61,18 +80,7 @@ impl LagHistogram {
 
     /// The `q` quantile (0..=1), as the upper bound of its bucket.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.total == 0 {
-            return None;
-        }
-        let rank = ((self.total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(Duration::from_micros(upper_us(i).min(self.max_us.max(1))));
-            }
-        }
-        Some(Duration::from_micros(self.max_us))
+        quantile_of(&self.counts, q).map(|d| d.min(Duration::from_micros(self.max_us.max(1))))
     }
 
     /// Counts at or below each of `bounds` (cumulative, as Prometheus
@@ -99,6 +107,7 @@ impl LagHistogram {
             .map(|s| Duration::from_secs_f64(*s))
             .collect();
         LagSummary {
+            counts: self.counts.clone(),
             buckets: BUCKET_BOUNDS_S
                 .iter()
                 .copied()
@@ -125,6 +134,10 @@ pub struct LagSummary {
     /// Prometheus histograms have them): (bound in seconds, count).
     #[serde(default)]
     pub buckets: Vec<(f64, u64)>,
+    /// Every bucket's count (log-linear, see [`quantile_of`]), so that a
+    /// reader can take the quantiles of an interval from two readings.
+    #[serde(default)]
+    pub counts: Vec<u64>,
     pub samples: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
