@@ -77,6 +77,12 @@ const WEBS: [Node; 3] = [
 ];
 /// The virtual service: full NAT to web1-3, port 80.
 const VIP: &str = "198.18.0.100";
+/// Full NAT's source address towards the backends: virtual, it moves with
+/// the VIP, so backends' replies reach whichever balancer is master.
+const SNAT: &str = "198.18.0.101";
+const SYNC_PORT: u16 = 7900;
+/// The lab's shared sync key (a real one comes from a file of its own).
+const SYNC_KEY: &str = "halb-lab-sync-key-not-a-secret";
 /// The VRRP instance both balancers run for the VIP.
 const VRRP_NAME: &str = "VI_1";
 /// Port of the lab's layer-7 service.
@@ -159,7 +165,7 @@ fn up_until_stopped(bins: &Binaries) -> Result<()> {
         let name = format!("{LAB}-{}", node.role);
         let pin_dir = Path::new(BPFFS).join(&name);
         let mut agent = Agent::start_named(&host.ns, &name, &bins.halb, pin_dir, true, |pin_dir| {
-            lab_config(pin_dir, node.v4, priority)
+            lab_config(pin_dir, node.v4, peer_of(node.v4), priority)
         });
         agent.wait_attached();
         agents.push(agent);
@@ -209,12 +215,22 @@ fn up_until_stopped(bins: &Binaries) -> Result<()> {
     Ok(())
 }
 
-/// halb's config on a balancer of the lab: one full-NAT service on the VIP,
-/// a layer-7 service on the VIP's port 8080, and the VRRP instance that
-/// elects which balancer holds the VIP.
-fn lab_config(pin_dir: &Path, own_address: &str, priority: u8) -> String {
+/// The other balancer's address.
+fn peer_of(own_address: &str) -> &'static str {
+    if own_address == BALANCERS[0].v4 {
+        BALANCERS[1].v4
+    } else {
+        BALANCERS[0].v4
+    }
+}
+
+/// halb's config on a balancer of the lab: one full-NAT service on the VIP
+/// (from a floating source address, so its flows survive a failover), a
+/// layer-7 service on the VIP's port 8080, the VRRP instance that elects
+/// which balancer holds the VIP, and connection sync with the other one.
+fn lab_config(pin_dir: &Path, own_address: &str, peer_address: &str, priority: u8) -> String {
     let mut config = format!(
-        "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nsnat_address = \"{own_address}\"\n",
+        "[datapath]\ninterfaces = [\"{HOST_IF}\"]\npin_dir = \"{}\"\n\n[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nsnat_address = \"{SNAT}\"\n",
         pin_dir.display()
     );
     for web in &WEBS {
@@ -234,7 +250,10 @@ fn lab_config(pin_dir: &Path, own_address: &str, priority: u8) -> String {
     );
     config += &format!(
         "\n[[vrrp]]\nname = \"{VRRP_NAME}\"\ninterface = \"{HOST_IF}\"\nvrid = {VRID}\npriority = {priority}\n\
-         advert_interval = \"1s\"\nvirtual_addresses = [\"{VIP}/32\"]\nlabel = \"{HOST_IF}:vip\"\n"
+         advert_interval = \"1s\"\nvirtual_addresses = [\"{VIP}/32\", \"{SNAT}/32\"]\nlabel = \"{HOST_IF}:vip\"\n"
+    );
+    config += &format!(
+        "\n[sync]\nlisten = \"{own_address}:{SYNC_PORT}\"\npeers = [\"{peer_address}:{SYNC_PORT}\"]\nkey = \"{SYNC_KEY}\"\n"
     );
     config
 }
@@ -354,12 +373,18 @@ fn print_guide(bins: &Binaries, client: &NetNs, agents: &[Agent]) {
             "in a terminal of its own: keep asking the VIP",
         ),
         (
+            format!(
+                "ip netns exec {c} curl -s -o /dev/null -w '%{{size_download}} bytes in %{{time_total}} s\\n' http://{VIP}/stream/30000"
+            ),
+            "in another: a 30 s download (2.9 MB); lb1 syncs its flow to lb2, so it carries on across the failover and ends whole",
+        ),
+        (
             format!("{halb} stop --socket {lb1_socket}"),
             stop_what.as_str(),
         ),
         (
             format!("{halb} status --socket {lb2_socket}"),
-            "lb2's VRRP instance is MASTER, its service counts the new flows",
+            "lb2's VRRP instance is MASTER, its service counts the new flows; its sync section shows the flows lb1 sent",
         ),
         (
             format!("ip -n {c} neigh show {VIP}"),

@@ -291,7 +291,73 @@ impl Status {
                 }
             );
         }
+        if let Some(sync) = &self.sync {
+            sync_table(&mut out, sync);
+        }
         out
+    }
+}
+
+/// `halb status`'s lines for connection sync: one header, then per peer.
+fn sync_table(out: &mut String, sync: &crate::connsync::SyncStatus) {
+    let _ = writeln!(
+        out,
+        "sync on {}: {}{}",
+        sync.listen.map_or("-".to_owned(), |a| a.to_string()),
+        if sync.ready {
+            "ready"
+        } else {
+            "waiting for the peers' tables (no preemption)"
+        },
+        if sync.unknown_sender > 0 {
+            format!("; {} datagrams from unknown senders", sync.unknown_sender)
+        } else {
+            String::new()
+        }
+    );
+    for p in &sync.peers {
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+        let rejected: Vec<String> = p.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let resync = match p.resync {
+            crate::connsync::peer::ResyncStatus::NotAsked => "not asked".to_owned(),
+            crate::connsync::peer::ResyncStatus::Requested => "requested".to_owned(),
+            crate::connsync::peer::ResyncStatus::Done { flows, millis } => {
+                format!("{flows} flows in {millis} ms")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  peer {}: {}{}\n    flows sent {} received {} refused {}; messages sent {} received {} lost {} resent {} dropped {}; unacked {}\n    lag p50 {} p99 {} max {} ({} flows); table from it: {resync}; rejected: {}",
+            p.address,
+            if p.connected {
+                "CONNECTED"
+            } else {
+                "DISCONNECTED"
+            },
+            if p.stalled {
+                " STALLED (a message unacknowledged for over 1 s)"
+            } else {
+                ""
+            },
+            p.flows_sent,
+            p.flows_received,
+            p.flows_refused,
+            p.messages_sent,
+            p.messages_received,
+            p.messages_lost,
+            p.messages_resent,
+            p.messages_dropped,
+            p.unacked,
+            ms(p.lag.p50_ms),
+            ms(p.lag.p99_ms),
+            ms(p.lag.max_ms),
+            p.lag.samples,
+            if rejected.is_empty() {
+                "none".to_owned()
+            } else {
+                rejected.join(", ")
+            }
+        );
     }
 }
 
