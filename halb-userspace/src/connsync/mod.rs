@@ -38,7 +38,7 @@ use crate::config::validate::SyncConfig;
 use events::FlowEvents;
 use peer::{Peer, PeerStatus};
 use table::{Directory, FlowTable};
-use wire::{Key, Kind};
+use wire::{Key, Kind, RecordKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnSyncError {
@@ -235,6 +235,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 impl<T: FlowTable> Node<T> {
     async fn run(mut self, mut events: FlowEvents, mut commands: mpsc::Receiver<Command>) {
+        self.offer_table();
         let mut buf = vec![0u8; 2048];
         let mut events_ok = true;
         loop {
@@ -275,6 +276,27 @@ impl<T: FlowTable> Node<T> {
             }
             self.transmit().await;
             self.housekeeping();
+        }
+    }
+
+    /// A starting node offers its peers what its datapath holds (flows made
+    /// while no agent ran, and those whose events died with the last
+    /// agent); they install only what they do not know.
+    fn offer_table(&mut self) {
+        let directory = self.directory.borrow().clone();
+        let flows = self.table.dump(&directory, RecordKind::Offer);
+        if flows.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        tracing::info!(
+            flows = flows.len(),
+            "sync offers the pinned flow table to the peers"
+        );
+        for p in &mut self.peers {
+            for record in &flows {
+                p.queue(*record, None, now);
+            }
         }
     }
 
@@ -322,7 +344,7 @@ impl<T: FlowTable> Node<T> {
                 }
                 Kind::ResyncRequest => {
                     let started = Instant::now();
-                    let flows = self.table.dump(&directory);
+                    let flows = self.table.dump(&directory, RecordKind::Table);
                     let count = flows.len();
                     let peer = &mut self.peers[index];
                     for record in flows {
@@ -350,7 +372,7 @@ impl<T: FlowTable> Node<T> {
         for i in 0..self.peers.len() {
             if self.peers[i].take_needs_table(now) {
                 // It fell too far behind for resending: the whole table.
-                let flows = self.table.dump(&directory);
+                let flows = self.table.dump(&directory, RecordKind::Table);
                 let peer = &mut self.peers[i];
                 for record in flows {
                     peer.queue(record, None, now);

@@ -27,6 +27,9 @@ use crate::dataplane::{
     sync::AppliedService,
 };
 
+/// bpf(2)'s update flag: only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
 /// Where a service's replies leave towards clients: the interface and
 /// this node's MAC on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +110,9 @@ pub enum Refused {
 /// Where flows are installed and dumped from: the pinned maps, or a test's.
 pub trait FlowTable {
     fn install(&mut self, record: &FlowRecord, directory: &Directory) -> Result<(), Refused>;
-    /// Every live flow, as [`RecordKind::Table`] records.
-    fn dump(&mut self, directory: &Directory) -> Vec<FlowRecord>;
+    /// Every live flow, as records of `kind` ([`RecordKind::Table`] or
+    /// [`RecordKind::Offer`]).
+    fn dump(&mut self, directory: &Directory, kind: RecordKind) -> Vec<FlowRecord>;
 }
 
 /// The datapath's own maps, opened from their pins.
@@ -255,6 +259,18 @@ pub fn entries(
 impl FlowTable for PinnedTable {
     fn install(&mut self, record: &FlowRecord, directory: &Directory) -> Result<(), Refused> {
         let e = entries(record, directory, clock::coarse_ns())?;
+        if record.kind == RecordKind::Offer {
+            // Only where this node knows nothing of the flow: what it has
+            // is newer than a starting peer's pinned copy.
+            if self.flows.get(&e.flow_key, 0).is_ok() {
+                return Ok(());
+            }
+            let _ = self.flows.insert(e.flow_key, e.flow, BPF_NOEXIST);
+            if let Some((key, entry)) = e.nat {
+                let _ = self.nat.insert(key, entry, BPF_NOEXIST);
+            }
+            return Ok(());
+        }
         // The reply's entry first: the flow's first packet here must find
         // the way back already in place.
         if let Some((key, entry)) = e.nat {
@@ -265,7 +281,7 @@ impl FlowTable for PinnedTable {
             .map_err(|_| Refused::Map)
     }
 
-    fn dump(&mut self, directory: &Directory) -> Vec<FlowRecord> {
+    fn dump(&mut self, directory: &Directory, kind: RecordKind) -> Vec<FlowRecord> {
         let now = clock::coarse_ns();
         let mut backends: HashMap<u32, Option<Backend>> = HashMap::new();
         let mut services: HashMap<ServiceKey, Option<Service>> = HashMap::new();
@@ -346,7 +362,7 @@ impl FlowTable for PinnedTable {
                 continue;
             };
             out.push(FlowRecord {
-                kind: RecordKind::Table,
+                kind,
                 mode,
                 closing: flow.state == FLOW_CLOSING,
                 proto: key.proto,

@@ -66,8 +66,13 @@ pub enum RecordKind {
     New = 1,
     Refresh = 2,
     Closing = 3,
-    /// Part of a bulk resync.
+    /// Part of a bulk resync the receiver asked for: it replaces what the
+    /// receiver has.
     Table = 4,
+    /// Part of the table a starting node offers its peers (flows its
+    /// datapath made while no agent ran, or whose events died with the
+    /// last one): installed only where the receiver has no such flow.
+    Offer = 5,
 }
 
 /// How the flow is forwarded.
@@ -302,6 +307,7 @@ fn decode_record(b: &[u8]) -> Result<FlowRecord, WireError> {
         2 => RecordKind::Refresh,
         3 => RecordKind::Closing,
         4 => RecordKind::Table,
+        5 => RecordKind::Offer,
         _ => return Err(WireError::Malformed),
     };
     let closing = match b[2] {
@@ -394,6 +400,8 @@ mod tests {
         };
         records[4].closing = true;
         records[4].kind = RecordKind::Closing;
+        records[5].kind = RecordKind::Offer;
+        records[6].kind = RecordKind::Table;
         let m = message(records);
         let bytes = encode(&m, &key());
         assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
