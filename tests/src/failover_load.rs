@@ -403,6 +403,7 @@ fn new_connections(target: SocketAddr, shared: &Shared) -> Vec<String> {
         };
         next += NEW_CONN_PACE;
         match next.checked_duration_since(Instant::now()) {
+            // A pace (NEW_CONN_PACE), not a wait for an event.
             Some(wait) => std::thread::sleep(wait),
             // Behind (a slow request): the next one at once, not a burst.
             None => next = Instant::now(),

@@ -68,6 +68,18 @@ fn wait_synced(agent: &Agent, flows: u64) {
     });
 }
 
+/// Waits until the kept-alive connections have answered `requests` more
+/// requests from now: traffic flows through whichever node is master.
+fn answered_more(load: &FailoverLoad, requests: usize, what: &str, timeout: Duration) {
+    let from = load.progress().kept_alive_requests;
+    wait::until(what, timeout, || {
+        let p = load.progress();
+        (p.kept_alive_requests >= from + requests)
+            .then_some(())
+            .ok_or(format!("{p:?}"))
+    });
+}
+
 fn vip() -> SocketAddr {
     format!("{VIP}:80").parse().unwrap()
 }
@@ -120,13 +132,12 @@ fn failover_loses_nothing(mode: Mode) {
     link(&pair, 0, false);
     println!("{:?}: lb1 killed", t0.elapsed());
     wait_master(&pair, &lb2, 1, "lb2 takes over");
-    let progressed = load.progress().kept_alive_requests;
-    wait::until("traffic flows through lb2", Duration::from_secs(15), || {
-        let p = load.progress();
-        (p.kept_alive_requests >= progressed + 400)
-            .then_some(())
-            .ok_or(format!("{p:?}"))
-    });
+    answered_more(
+        &load,
+        400,
+        "traffic flows through lb2",
+        Duration::from_secs(15),
+    );
 
     // 2. It comes back, catches up by bulk resync, and preempts.
     link(&pair, 0, true);
@@ -146,16 +157,11 @@ fn failover_loses_nothing(mode: Mode) {
     );
     assert!(resync["flows"].as_u64().unwrap() >= 202, "{resync}");
     wait_master(&pair, &lb1, 0, "lb1 preempts back");
-    let progressed = load.progress().kept_alive_requests;
-    wait::until(
+    answered_more(
+        &load,
+        400,
         "traffic flows through lb1 again",
         Duration::from_secs(15),
-        || {
-            let p = load.progress();
-            (p.kept_alive_requests >= progressed + 400)
-                .then_some(())
-                .ok_or(format!("{p:?}"))
-        },
     );
     wait_synced(&lb1, 1);
 
@@ -163,30 +169,20 @@ fn failover_loses_nothing(mode: Mode) {
     println!("{:?}: lb1 stops", t0.elapsed());
     lb1.ctl(&["stop"]);
     wait_master(&pair, &lb2, 1, "lb2 takes over from a stopped lb1");
-    let progressed = load.progress().kept_alive_requests;
-    wait::until(
+    answered_more(
+        &load,
+        400,
         "traffic flows through lb2 again",
         Duration::from_secs(15),
-        || {
-            let p = load.progress();
-            (p.kept_alive_requests >= progressed + 400)
-                .then_some(())
-                .ok_or(format!("{p:?}"))
-        },
     );
 
     // And a while after the last transition: flows that only seem to
     // survive (a backlog waiting to be resent) would break now.
-    let progressed = load.progress().kept_alive_requests;
-    wait::until(
+    answered_more(
+        &load,
+        8_000,
         "traffic flows through lb2 for a while",
         Duration::from_secs(30),
-        || {
-            let p = load.progress();
-            (p.kept_alive_requests >= progressed + 8_000)
-                .then_some(())
-                .ok_or(format!("{p:?}"))
-        },
     );
     println!(
         "{:?}: stopping the load {:?}",

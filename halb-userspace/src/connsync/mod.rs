@@ -259,8 +259,7 @@ impl<T: FlowTable> Node<T> {
                 },
                 received = self.socket.recv_from(&mut buf) => {
                     if let Ok((len, from)) = received {
-                        let datagram = buf[..len].to_vec();
-                        self.on_datagram(&datagram, from);
+                        self.on_datagram(&buf[..len], from);
                     }
                     // Drain what else is queued before answering.
                     self.drain_socket(&mut buf);
@@ -274,7 +273,7 @@ impl<T: FlowTable> Node<T> {
                 },
                 _ = tokio::time::sleep(tick) => {}
             }
-            self.transmit().await;
+            self.transmit();
             self.housekeeping();
         }
     }
@@ -283,30 +282,16 @@ impl<T: FlowTable> Node<T> {
     /// while no agent ran, and those whose events died with the last
     /// agent); they install only what they do not know.
     fn offer_table(&mut self) {
-        let directory = self.directory.borrow().clone();
-        let flows = self.table.dump(&directory, RecordKind::Offer);
-        if flows.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        tracing::info!(
-            flows = flows.len(),
-            "sync offers the pinned flow table to the peers"
-        );
-        for p in &mut self.peers {
-            for record in &flows {
-                p.queue(*record, None, now);
-            }
+        let flows = self.queue_table(None, RecordKind::Offer);
+        if flows > 0 {
+            tracing::info!(flows, "sync offers the pinned flow table to the peers");
         }
     }
 
     fn drain_socket(&mut self, buf: &mut [u8]) {
         for _ in 0..1024 {
             match self.socket.try_recv_from(buf) {
-                Ok((len, from)) => {
-                    let datagram = buf[..len].to_vec();
-                    self.on_datagram(&datagram, from);
-                }
+                Ok((len, from)) => self.on_datagram(&buf[..len], from),
                 Err(_) => break,
             }
         }
@@ -344,12 +329,8 @@ impl<T: FlowTable> Node<T> {
                 }
                 Kind::ResyncRequest => {
                     let started = Instant::now();
-                    let flows = self.table.dump(&directory, RecordKind::Table);
-                    let count = flows.len();
+                    let count = self.queue_table(Some(index), RecordKind::Table);
                     let peer = &mut self.peers[index];
-                    for record in flows {
-                        peer.queue(record, None, now);
-                    }
                     peer.queue_control(Kind::ResyncDone);
                     peer.table_sent();
                     tracing::info!(peer = %from, flows = count, took_ms = started.elapsed().as_millis() as u64, "sync table sent to peer");
@@ -366,35 +347,37 @@ impl<T: FlowTable> Node<T> {
         }
     }
 
-    async fn transmit(&mut self) {
+    fn transmit(&mut self) {
         let now = Instant::now();
-        let directory = self.directory.borrow().clone();
         for i in 0..self.peers.len() {
             if self.peers[i].take_needs_table(now) {
                 // It fell too far behind for resending: the whole table.
-                let flows = self.table.dump(&directory, RecordKind::Table);
-                let peer = &mut self.peers[i];
-                for record in flows {
-                    peer.queue(record, None, now);
-                }
-                peer.table_sent();
+                self.queue_table(Some(i), RecordKind::Table);
+                self.peers[i].table_sent();
             }
-            let messages = self.peers[i].transmit(now);
-            let (ack_session, ack) = self.peers[i].ack();
-            let base = self.peers[i].base();
-            let addr = self.peers[i].addr;
-            for mut m in messages {
-                self.nonce += 1;
-                m.session = self.session;
-                m.nonce = self.nonce;
-                m.base = base;
-                m.ack_session = ack_session;
-                m.ack = ack;
+            let peer = &mut self.peers[i];
+            for m in peer.outgoing(now, self.session, &mut self.nonce) {
                 let bytes = wire::encode(&m, &self.key);
                 // A full socket buffer loses the datagram; it is resent.
-                let _ = self.socket.try_send_to(&bytes, addr);
+                let _ = self.socket.try_send_to(&bytes, peer.addr);
             }
         }
+    }
+
+    /// Queues every live flow, as `kind` records, to peer `to` (or all);
+    /// returns how many flows.
+    fn queue_table(&mut self, to: Option<usize>, kind: RecordKind) -> usize {
+        let directory = self.directory.borrow().clone();
+        let flows = self.table.dump(&directory, kind);
+        let now = Instant::now();
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            if to.is_none_or(|t| t == i) {
+                for record in &flows {
+                    peer.queue(*record, None, now);
+                }
+            }
+        }
+        flows.len()
     }
 
     fn housekeeping(&mut self) {

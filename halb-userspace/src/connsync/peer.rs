@@ -248,10 +248,9 @@ impl Peer {
         });
     }
 
-    /// What to send now: batches due, resends due, a heartbeat or an ack.
-    /// Each message still needs its session, nonce and ack filled in
-    /// (see [`Peer::stamp`]).
-    pub fn transmit(&mut self, now: Instant) -> Vec<Message> {
+    /// What to send now: batches due, resends due, a heartbeat or an ack;
+    /// unstamped (see [`Peer::outgoing`]).
+    fn transmit(&mut self, now: Instant) -> Vec<Message> {
         if self
             .pending_since
             .is_some_and(|since| now.duration_since(since) >= BATCH_EVERY)
@@ -300,6 +299,23 @@ impl Peer {
             self.status.messages_sent += out.len() as u64;
         }
         out
+    }
+
+    /// [`Peer::transmit`]'s messages, stamped: this node's `session`, a
+    /// fresh nonce each from `nonce`, and the base and ack of now.
+    pub fn outgoing(&mut self, now: Instant, session: u64, nonce: &mut u64) -> Vec<Message> {
+        let mut messages = self.transmit(now);
+        let (ack_session, ack) = self.ack();
+        let base = self.base();
+        for m in &mut messages {
+            *nonce += 1;
+            m.session = session;
+            m.nonce = *nonce;
+            m.base = base;
+            m.ack_session = ack_session;
+            m.ack = ack;
+        }
+        messages
     }
 
     /// The oldest reliable message still held for resending (or the next

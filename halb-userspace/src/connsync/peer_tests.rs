@@ -46,20 +46,10 @@ impl Side {
     /// What this side sends now, stamped and encoded.
     fn send(&mut self, now: Instant) -> Vec<Vec<u8>> {
         let key = Key::new(b"a shared key, 16+ bytes");
-        let (ack_session, ack) = self.peer.ack();
-        let messages = self.peer.transmit(now);
-        let base = self.peer.base();
-        messages
-            .into_iter()
-            .map(|mut m| {
-                self.nonce += 1;
-                m.session = self.session;
-                m.nonce = self.nonce;
-                m.base = base;
-                m.ack_session = ack_session;
-                m.ack = ack;
-                wire::encode(&m, &key)
-            })
+        self.peer
+            .outgoing(now, self.session, &mut self.nonce)
+            .iter()
+            .map(|m| wire::encode(m, &key))
             .collect()
     }
 

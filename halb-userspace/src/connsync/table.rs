@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use halb_common::{
     backend::Backend,
     flow::{FLOW_CLOSING, FLOW_OPEN, Flow, FlowKey, NatEntry},
@@ -23,7 +23,7 @@ use halb_common::{
 use super::wire::{FlowMode, FlowRecord, RecordKind};
 use crate::dataplane::{
     clock,
-    maps::{MapsError, addr_be, ip_from_be, pin_path},
+    maps::{MapsError, addr_be, ip_from_be, open_pinned_as},
     sync::AppliedService,
 };
 
@@ -123,27 +123,13 @@ pub struct PinnedTable {
     backends: Array<MapData, Backend>,
 }
 
-fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(
-    pin_dir: &Path,
-    name: &'static str,
-) -> Result<T, MapsError> {
-    let path = pin_path(pin_dir, name);
-    let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
-        path: path.clone(),
-        source,
-    })?;
-    Map::from_map_data(data)
-        .and_then(T::try_from)
-        .map_err(|source| MapsError::WrongType { map: name, source })
-}
-
 impl PinnedTable {
     pub fn open(pin_dir: &Path) -> Result<Self, MapsError> {
         Ok(Self {
-            flows: open(pin_dir, MAP_FLOWS)?,
-            nat: open(pin_dir, MAP_NAT)?,
-            services: open(pin_dir, MAP_SERVICES)?,
-            backends: open(pin_dir, MAP_BACKENDS)?,
+            flows: open_pinned_as(pin_dir, MAP_FLOWS)?,
+            nat: open_pinned_as(pin_dir, MAP_NAT)?,
+            services: open_pinned_as(pin_dir, MAP_SERVICES)?,
+            backends: open_pinned_as(pin_dir, MAP_BACKENDS)?,
         })
     }
 }

@@ -179,6 +179,15 @@ fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<Map, MapsError> {
     Map::from_map_data(data).map_err(|source| MapsError::WrongType { map: name, source })
 }
 
+/// The map `name` pinned under `pin_dir`, typed: for a part of the agent
+/// that keeps its own handle on one map (VRRP leases, connection sync).
+pub fn open_pinned_as<T>(pin_dir: &Path, name: &'static str) -> Result<T, MapsError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    typed(name, open_pinned(pin_dir, name)?)
+}
+
 fn typed<T>(map: &'static str, raw: Map) -> Result<T, MapsError>
 where
     T: TryFrom<Map, Error = MapError>,

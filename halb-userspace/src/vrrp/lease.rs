@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{HashMap, MapData};
 use halb_common::{
     maps::MAP_LEASES,
     service::{Lease, VipKey},
@@ -19,7 +19,7 @@ use halb_common::{
 
 use crate::dataplane::{
     clock::monotonic_ns,
-    maps::{MapsError, addr_be, pin_path},
+    maps::{MapsError, addr_be, open_pinned_as},
 };
 
 /// A handle on the pinned lease map, shared by the VRRP instances.
@@ -29,17 +29,7 @@ pub struct Leases(Arc<Mutex<HashMap<MapData, VipKey, Lease>>>);
 impl Leases {
     /// Opens the lease map pinned under `pin_dir`.
     pub fn open(pin_dir: &Path) -> Result<Self, MapsError> {
-        let path = pin_path(pin_dir, MAP_LEASES);
-        let data = MapData::from_pin(&path).map_err(|source| MapsError::OpenPin {
-            path: path.clone(),
-            source,
-        })?;
-        let map = Map::from_map_data(data)
-            .and_then(HashMap::try_from)
-            .map_err(|source| MapsError::WrongType {
-                map: MAP_LEASES,
-                source,
-            })?;
+        let map = open_pinned_as(pin_dir, MAP_LEASES)?;
         Ok(Self(Arc::new(Mutex::new(map))))
     }
 
