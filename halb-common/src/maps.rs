@@ -89,6 +89,10 @@ pub const GLOBAL_TCP_CLOSING_TIMEOUT_NS: &str = "HALB_TCP_CLOSING_TIMEOUT_NS";
 pub const GLOBAL_UDP_TIMEOUT_NS: &str = "HALB_UDP_TIMEOUT_NS";
 pub const GLOBAL_NAT_PORT_MIN: &str = "HALB_NAT_PORT_MIN";
 pub const GLOBAL_NAT_PORT_MAX: &str = "HALB_NAT_PORT_MAX";
+/// With sync: the NAT ports of all synced nodes, of which this node's
+/// (`HALB_NAT_PORT_MIN..=MAX`) are a share.
+pub const GLOBAL_NAT_SHARED_MIN: &str = "HALB_NAT_SHARED_MIN";
+pub const GLOBAL_NAT_SHARED_MAX: &str = "HALB_NAT_SHARED_MAX";
 /// Nonzero: report flow events (the agent syncs connections to peers).
 pub const GLOBAL_FLOW_EVENTS: &str = "HALB_FLOW_EVENTS_ON";
 /// Refresh epoch of flow events: `now_ns >> shift`.

@@ -49,7 +49,8 @@ pub struct Service {
 const _: () = assert!(core::mem::size_of::<Service>() == 28);
 
 /// Key of [`crate::maps::MAP_VIPS`]: every address some service listens on,
-/// so fragments and ICMP errors to a VIP can be recognised without ports.
+/// so fragments and ICMP errors to a VIP can be recognised without ports,
+/// and every full-NAT source address, so replies to it can.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipKey {
@@ -59,13 +60,18 @@ pub struct VipKey {
 }
 const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
 
-/// Value of [`crate::maps::MAP_VIPS`].
+/// Value of [`crate::maps::MAP_VIPS`]. An address is a VIP (some service
+/// listens on it), a full-NAT source address (some service's
+/// `snat_address`), or both.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Vip {
-    /// How many services use this address.
-    pub services: u32,
+    /// How many services listen on this address.
+    pub services: u16,
+    /// How many full-NAT services use it as their source address.
+    pub snat_services: u16,
 }
+const _: () = assert!(core::mem::size_of::<Vip>() == 4);
 
 /// Value of [`crate::maps::MAP_LEASES`], keyed by a VRRP virtual
 /// address: this node answers ARP and neighbour solicitations for the

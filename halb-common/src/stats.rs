@@ -139,6 +139,12 @@ counters! {
         /// from the node that made it yet). Scheduled afresh it would get a new NAT port and
         /// a reset from the backend; dropped, it is retransmitted.
         pub drop_mid_flow: u64,
+        /// Dropped (with `[sync]` only): a TCP segment to a full-NAT source
+        /// address and NAT port that no NAT entry knows (a backend's reply
+        /// to a flow whose state has not arrived yet). Passed on, the
+        /// kernel would reset the backend's connection; dropped, the
+        /// backend retransmits it.
+        pub drop_unknown_reply: u64,
     }
 }
-const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 23 * 8);
+const _: () = assert!(core::mem::size_of::<VerdictCounters>() == 24 * 8);

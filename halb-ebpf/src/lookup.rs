@@ -3,7 +3,7 @@
 
 use halb_common::{
     flow::{FLOW_CLOSING, FlowKey, NatEntry},
-    service::{Service, ServiceKey, VipKey},
+    service::{Service, ServiceKey, Vip, VipKey},
 };
 
 use crate::{
@@ -28,12 +28,25 @@ pub fn service(pkt: &Packet) -> Option<Service> {
 /// Whether some service listens on `pkt`'s destination address.
 #[inline(always)]
 pub fn is_vip(pkt: &Packet) -> bool {
+    destination(pkt).is_some_and(|vip| vip.services != 0)
+}
+
+/// Whether `pkt`'s destination is some full-NAT service's source address.
+#[inline(always)]
+pub fn is_snat(pkt: &Packet) -> bool {
+    destination(pkt).is_some_and(|vip| vip.snat_services != 0)
+}
+
+/// What the services make of `pkt`'s destination address.
+#[inline(always)]
+fn destination(pkt: &Packet) -> Option<Vip> {
     let key = VipKey {
         addr_be: pkt.dst,
         family: pkt.family,
         _pad: [0; 3],
     };
-    HALB_VIPS.get_ptr(key).is_some()
+    // SAFETY: the value is copied out at once.
+    unsafe { HALB_VIPS.get(key).copied() }
 }
 
 /// The 5-tuple of `pkt` as a flow key.

@@ -127,8 +127,11 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, len: u64) -> Result<Served, Verdic
 // verifier: kept apart from to_service, so their frames do not add up.
 #[inline(never)]
 fn reply(ctx: &XdpContext, pkt: &Packet) -> Result<Verdict, Verdict> {
-    let entry = lookup::nat_reply(pkt).ok_or(Verdict::Pass(Pass::NotService))?;
-    nat::reply(ctx, pkt, &entry)
+    match lookup::nat_reply(pkt) {
+        Some(entry) => nat::reply(ctx, pkt, &entry),
+        None if nat::awaited(pkt) => Err(Verdict::Drop(Drop::UnknownReply)),
+        None => Err(Verdict::Pass(Pass::NotService)),
+    }
 }
 
 /// Once per CPU, not per packet: shows the datapath (and its log channel)

@@ -99,6 +99,10 @@ pub static HALB_NAT_PORT_MIN: Global<u16> = Global::new(DEFAULT_NAT_PORT_MIN);
 #[unsafe(no_mangle)]
 pub static HALB_NAT_PORT_MAX: Global<u16> = Global::new(DEFAULT_NAT_PORT_MAX);
 #[unsafe(no_mangle)]
+pub static HALB_NAT_SHARED_MIN: Global<u16> = Global::new(DEFAULT_NAT_PORT_MIN);
+#[unsafe(no_mangle)]
+pub static HALB_NAT_SHARED_MAX: Global<u16> = Global::new(DEFAULT_NAT_PORT_MAX);
+#[unsafe(no_mangle)]
 pub static HALB_FLOW_EVENTS_ON: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static HALB_EPOCH_SHIFT: Global<u8> = Global::new(33);

@@ -4,16 +4,26 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use halb_common::{
+    addr::PROTO_TCP,
     flow::{FLOW_OPEN, FlowKey, NatEntry},
     hash,
     service::{SERVICE_F_KEEP_CLIENT_ADDR, Service},
 };
 
 use crate::{
-    clock,
+    clock, events,
     fib::{self, NextHop},
-    maps::{HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN, HALB_SCR_NAT},
-    parse::{Packet, eth::EthHdr, ptr_at},
+    lookup,
+    maps::{
+        HALB_NAT, HALB_NAT_PORT_MAX, HALB_NAT_PORT_MIN, HALB_NAT_SHARED_MAX, HALB_NAT_SHARED_MIN,
+        HALB_SCR_NAT,
+    },
+    parse::{
+        Packet,
+        eth::EthHdr,
+        l4::{TCP_ACK, TCP_SYN},
+        ptr_at,
+    },
     rewrite::{self, Endpoints},
     select::{self, Choice},
     verdict::{Direction, Drop, Verdict},
@@ -87,6 +97,9 @@ pub fn forward(
             to.sport_be = allocate_port(pkt, &to, entry)?;
         }
         select::track(ctx, pkt, key, choice, to.sport_be, &hop)?;
+    } else if choice.hop.is_none() || pkt.tcp_flags & TCP_SYN != 0 {
+        // Once a second (with the route), and at once for a SYN sent again.
+        follow_client(ctx, pkt, &to);
     }
     rewrite::l3_l4(ctx, pkt, &to)?;
     fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::ToBackend, egress))
@@ -112,6 +125,42 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, entry: &NatEntry) -> Result<Verdict
         src_mac: entry.balancer_mac,
     };
     fib::apply(ctx, &hop).map(|egress| Verdict::Forward(Direction::Reply, egress))
+}
+
+/// Points a tracked flow's replies at the hop its client's packets come
+/// from now. That hop changes: while a VIP moves, a client whose ARP cache
+/// is late sends to the old master, whose kernel forwards to the new one;
+/// a flow started so would have its replies sent to the old master for
+/// good, and a router in front of the balancers may change too.
+#[inline(always)]
+fn follow_client(ctx: &XdpContext, pkt: &Packet, to: &Endpoints) {
+    let Ok(macs) = frame_macs(ctx) else {
+        return;
+    };
+    if let Some(entry) = HALB_NAT.get_ptr_mut(reply_key(pkt, to)) {
+        // SAFETY: a pointer from a successful lookup; plain integer fields.
+        let entry = unsafe { &mut *entry };
+        entry.client_ifindex = ctx.ingress_ifindex() as u32;
+        entry.client_mac = macs.src;
+        entry.balancer_mac = macs.dst;
+    }
+}
+
+/// Whether `pkt`, which no NAT entry knows, may be a backend's reply to a
+/// flow whose state is still on its way from the peer that made it (with
+/// sync only): TCP, not a connection attempt, to a full-NAT source address
+/// at a port of the NAT range the nodes share. The kernel would answer it
+/// with a reset, and end a connection that the state, once in, carries on.
+#[inline(always)]
+pub fn awaited(pkt: &Packet) -> bool {
+    if !events::enabled()
+        || pkt.proto != PROTO_TCP
+        || pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    {
+        return false;
+    }
+    let port = u16::from_be(pkt.dport_be);
+    port >= HALB_NAT_SHARED_MIN.load() && port <= HALB_NAT_SHARED_MAX.load() && lookup::is_snat(pkt)
 }
 
 /// The frame's MACs: the previous hop towards the client (source) and

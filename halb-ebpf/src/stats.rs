@@ -72,6 +72,7 @@ pub fn count_verdict(verdict: &Verdict) {
         Verdict::Drop(Drop::NoBackend) => &mut c.drop_no_backend,
         Verdict::Drop(Drop::NatPorts) => &mut c.drop_nat_ports,
         Verdict::Drop(Drop::MidFlow) => &mut c.drop_mid_flow,
+        Verdict::Drop(Drop::UnknownReply) => &mut c.drop_unknown_reply,
         Verdict::Drop(Drop::NoRoute) => &mut c.drop_no_route,
         Verdict::Drop(Drop::NoNeighbour) => &mut c.drop_no_neighbour,
         Verdict::Drop(Drop::MapError) => &mut c.drop_map_error,

@@ -28,6 +28,7 @@ pub enum Drop {
     MapError,
     LeaseExpired,
     MidFlow,
+    UnknownReply,
 }
 
 /// Which way a forwarded packet goes.

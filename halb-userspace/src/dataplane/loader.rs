@@ -21,8 +21,9 @@ use halb_common::event::{MAX_EPOCH_SHIFT, MIN_EPOCH_SHIFT};
 use halb_common::interface::Interface;
 use halb_common::maps::{
     GLOBAL_EPOCH_SHIFT, GLOBAL_FLOW_EVENTS, GLOBAL_NAT_PORT_MAX, GLOBAL_NAT_PORT_MIN,
-    GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS, GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS,
-    MAP_FLOW_EVENTS, MAP_INTERFACES, MAP_RINGS, MAX_RINGS, PINNED_MAPS, PROGRAM_XDP,
+    GLOBAL_NAT_SHARED_MAX, GLOBAL_NAT_SHARED_MIN, GLOBAL_RING_SIZE, GLOBAL_TCP_CLOSING_TIMEOUT_NS,
+    GLOBAL_TCP_TIMEOUT_NS, GLOBAL_UDP_TIMEOUT_NS, MAP_FLOW_EVENTS, MAP_INTERFACES, MAP_RINGS,
+    MAX_RINGS, PINNED_MAPS, PROGRAM_XDP,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -103,6 +104,9 @@ pub struct LoadOptions {
     pub log_level: DatapathLogLevel,
     pub ring_size: u32,
     pub nat_ports: (u16, u16),
+    /// With sync, the NAT ports of all nodes (`nat_ports` is this node's
+    /// share); else the same as `nat_ports`.
+    pub shared_nat_ports: (u16, u16),
     pub tcp_timeout: Duration,
     pub tcp_closing_timeout: Duration,
     pub udp_timeout: Duration,
@@ -119,6 +123,7 @@ impl LoadOptions {
             log_level: config.log_level,
             ring_size: config.maglev_table_size,
             nat_ports: sync.map_or(config.nat_ports, |s| s.nat_ports(config.nat_ports)),
+            shared_nat_ports: config.nat_ports,
             tcp_timeout: config.tcp_timeout,
             tcp_closing_timeout: config.tcp_closing_timeout,
             udp_timeout: config.udp_timeout,
@@ -186,6 +191,8 @@ impl LoadedDatapath {
             .override_global(GLOBAL_RING_SIZE, &options.ring_size, true)
             .override_global(GLOBAL_NAT_PORT_MIN, &options.nat_ports.0, true)
             .override_global(GLOBAL_NAT_PORT_MAX, &options.nat_ports.1, true)
+            .override_global(GLOBAL_NAT_SHARED_MIN, &options.shared_nat_ports.0, true)
+            .override_global(GLOBAL_NAT_SHARED_MAX, &options.shared_nat_ports.1, true)
             .override_global(GLOBAL_TCP_TIMEOUT_NS, &tcp_ns, true)
             .override_global(GLOBAL_TCP_CLOSING_TIMEOUT_NS, &tcp_closing_ns, true)
             .override_global(GLOBAL_UDP_TIMEOUT_NS, &udp_ns, true)

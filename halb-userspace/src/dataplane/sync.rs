@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use halb_common::{
-    addr::{PROTO_TCP, PROTO_UDP},
+    addr::{AddrBe, PROTO_TCP, PROTO_UDP},
     backend::{BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, Backend},
     maps::{MAX_BACKENDS, MAX_SERVICES},
     service::{
@@ -403,21 +403,32 @@ impl Sync {
         Ok(())
     }
 
+    /// Every VIP, with how many services listen on it, and every full-NAT
+    /// source address, with how many services use it.
     fn write_vips(&self, maps: &mut impl MapWriter) -> Result<(), SyncError> {
-        let mut counts: HashMap<VipKey, u32> = HashMap::new();
+        let mut counts: HashMap<VipKey, Vip> = HashMap::new();
+        let key = |(addr_be, family): (AddrBe, u8)| VipKey {
+            addr_be,
+            family,
+            _pad: [0; 3],
+        };
         for s in self.services.values() {
-            let key = VipKey {
-                addr_be: s.key.addr_be,
-                family: s.key.family,
-                _pad: [0; 3],
-            };
-            *counts.entry(key).or_default() += 1;
+            counts
+                .entry(key((s.key.addr_be, s.key.family)))
+                .or_default()
+                .services += 1;
+            if let Mode::Nat { snat_address } = s.config.mode {
+                counts
+                    .entry(key(addr_be(snat_address)))
+                    .or_default()
+                    .snat_services += 1;
+            }
         }
         for key in maps.vips()?.iter().filter(|k| !counts.contains_key(k)) {
             maps.remove_vip(key)?;
         }
-        for (key, services) in counts {
-            maps.set_vip(key, Vip { services })?;
+        for (key, vip) in counts {
+            maps.set_vip(key, vip)?;
         }
         Ok(())
     }

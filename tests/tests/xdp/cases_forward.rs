@@ -1,10 +1,12 @@
 //! Forwarding: NAT (full and keep-client), DSR, replies, pass-through.
 
+use std::net::IpAddr;
+
 use super::{
     flow_key,
     harness::{
-        Arms, CLIENT_MAC, LB_MAC, LB1_MAC, XDP_PASS, XDP_REDIRECT, XDP_TX, assert_frame,
-        backend_mac, with_fixture,
+        Arms, CLIENT_MAC, Fixture, LB_MAC, LB1_MAC, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX,
+        assert_frame, backend_mac, with_fixture,
     },
     pkt::{self, Tcp, ip},
 };
@@ -367,5 +369,65 @@ fn a_backend_reset_closes_the_clients_flow_too() {
             fx.dp.maps.flows.get(&key, 0).expect("tracked").state,
             FLOW_CLOSING
         );
+    });
+}
+
+#[test]
+fn a_syn_sent_again_moves_the_replies_to_the_hop_it_came_from() {
+    with_fixture(Arms::One, PORTS, |fx| {
+        fx.apply(NAT_ONE_BACKEND);
+        // The first SYN came through the old master, whose kernel forwards
+        // for the VIP it no longer has: the client's ARP cache was late.
+        let old_master = [0x02, 0, 0, 0, 0, 0x99];
+        let client = (ip("198.18.0.10"), 40000);
+        let vip = (ip("198.18.0.100"), 80);
+        let reply_to = |fx: &mut Fixture| {
+            let flow = fx.flow(client, vip, PROTO_TCP);
+            let reply = pkt::tcp(
+                (backend_mac(1), LB_MAC),
+                (ip("198.18.0.11"), 8080),
+                (ip("198.18.0.2"), u16::from_be(flow.nat_port_be)),
+                Tcp::Ack,
+            );
+            let out = fx.run(fx.lan0.ifindex, &reply);
+            assert_eq!(out.action, XDP_TX);
+            <[u8; 6]>::try_from(&out.data[..6]).unwrap()
+        };
+        let syn = |mac| pkt::tcp((mac, LB_MAC), client, vip, Tcp::Syn);
+        assert_eq!(fx.run(fx.lan0.ifindex, &syn(old_master)).action, XDP_TX);
+        assert_eq!(reply_to(fx), old_master);
+        // The client sends its SYN again, now straight here: the replies follow.
+        assert_eq!(fx.run(fx.lan0.ifindex, &syn(CLIENT_MAC)).action, XDP_TX);
+        assert_eq!(reply_to(fx), CLIENT_MAC);
+    });
+}
+
+#[test]
+fn with_sync_a_reply_to_the_nat_address_that_no_entry_knows_is_dropped() {
+    // The fixture runs the program as sync does (flow events on).
+    with_fixture(Arms::One, PORTS, |fx| {
+        fx.apply(NAT_ONE_BACKEND);
+        let backend = (ip("198.18.0.11"), 8080);
+        let segment =
+            |to: (IpAddr, u16), flags| pkt::tcp((backend_mac(1), LB_MAC), backend, to, flags);
+        let snat = ip("198.18.0.2");
+        // A backend's answer to a flow whose state is still on its way: the
+        // kernel would reset it (the address is local), so it is dropped.
+        for flags in [Tcp::Ack, Tcp::Fin, Tcp::Rst] {
+            let out = fx.run(fx.lan0.ifindex, &segment((snat, PORTS.0 + 5), flags));
+            assert_eq!(out.action, XDP_DROP);
+        }
+        assert_eq!(fx.verdicts().drop_unknown_reply, 3);
+        // A connection attempt to that address, a port outside the NAT
+        // range, or an address that is no service's source: the kernel's.
+        for (to, flags) in [
+            ((snat, PORTS.0 + 5), Tcp::Syn),
+            ((snat, PORTS.0 - 1), Tcp::Ack),
+            ((ip("198.18.0.3"), PORTS.0 + 5), Tcp::Ack),
+        ] {
+            let out = fx.run(fx.lan0.ifindex, &segment(to, flags));
+            assert_eq!(out.action, XDP_PASS, "{to:?}");
+        }
+        assert_eq!(fx.verdicts().drop_unknown_reply, 3);
     });
 }

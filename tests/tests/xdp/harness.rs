@@ -83,6 +83,7 @@ pub fn with_fixture(arms: Arms, nat_ports: (u16, u16), body: impl FnOnce(&mut Fi
             log_level: config::validate::DatapathLogLevel::Off,
             ring_size: RING_SIZE,
             nat_ports,
+            shared_nat_ports: nat_ports,
             tcp_timeout: Duration::from_secs(900),
             tcp_closing_timeout: Duration::from_secs(10),
             udp_timeout: Duration::from_secs(300),
