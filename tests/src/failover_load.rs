@@ -23,10 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    netns::NetNs,
-    traffic::{Source, request},
-};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::{netns::NetNs, traffic};
 
 mod kept_alive;
 mod stream;
@@ -121,6 +120,7 @@ impl fmt::Display for Report {
 /// The running load; see the module's comment.
 pub struct FailoverLoad {
     spec: LoadSpec,
+    started: Instant,
     shared: Arc<Shared>,
     kept_alive: Vec<JoinHandle<Vec<kept_alive::Outcome>>>,
     downloads: Vec<JoinHandle<stream::Outcome>>,
@@ -147,6 +147,7 @@ impl FailoverLoad {
         // through still stops those already running (Drop).
         let mut load = Self {
             spec,
+            started: Instant::now(),
             shared: Arc::new(Shared::default()),
             kept_alive: Vec::new(),
             downloads: Vec::new(),
@@ -173,12 +174,19 @@ impl FailoverLoad {
                 }));
         }
         for id in 0..spec.new_conn_workers {
+            let started = load.started;
             load.new_conns
                 .push(load.spawn(ns, format!("new-conn-{id}"), move |shared| {
-                    new_connections(target, shared)
+                    new_connections(target, started, shared)
                 }));
         }
         load
+    }
+
+    /// Time since the load started: the clock of its error texts, for a
+    /// test to print its own events against.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Counts so far.
@@ -382,12 +390,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
 }
 
 /// A new-connection worker: `GET /` on a new connection, again and
-/// again until stopped; returns the first errors.
-fn new_connections(target: SocketAddr, shared: &Shared) -> Vec<String> {
+/// again until stopped; returns the first errors, each with the time it
+/// began (since `started`) and its source port, to find its flow.
+fn new_connections(target: SocketAddr, started: Instant, shared: &Shared) -> Vec<String> {
     let mut errors = Vec::new();
     let mut next = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
-        let error = match request(target, Source::Ephemeral, 0) {
+        let at = started.elapsed();
+        let (port, result) = new_connection(target);
+        let error = match result {
             Ok(body) if !body.is_empty() => None,
             Ok(_) => Some("empty body".to_owned()),
             Err(e) => Some(e),
@@ -396,7 +407,7 @@ fn new_connections(target: SocketAddr, shared: &Shared) -> Vec<String> {
             None => shared.new_ok.fetch_add(1, Ordering::Relaxed),
             Some(e) => {
                 if errors.len() < MAX_ERRORS {
-                    errors.push(format!("new connection: {e}"));
+                    errors.push(format!("new connection at {at:?} from port {port}: {e}"));
                 }
                 shared.new_failed.fetch_add(1, Ordering::Relaxed)
             }
@@ -410,6 +421,71 @@ fn new_connections(target: SocketAddr, shared: &Shared) -> Vec<String> {
         }
     }
     errors
+}
+
+/// One `GET /` on a new connection from an ephemeral port. The connect
+/// starts non-blocking, so that the port the kernel chose (as connect()
+/// chooses it, in turn, not at random as bind() would) is known even when
+/// the handshake then fails.
+fn new_connection(target: SocketAddr) -> (u16, Result<String, String>) {
+    let socket = match Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    ) {
+        Ok(socket) => socket,
+        Err(e) => return (0, Err(format!("socket: {e}"))),
+    };
+    let started = socket
+        .set_nonblocking(true)
+        .and_then(|()| match socket.connect(&SockAddr::from(target)) {
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(()),
+            other => other,
+        })
+        .and_then(|()| socket.local_addr());
+    let port = match started {
+        Ok(local) => local.as_socket().map_or(0, |a| a.port()),
+        Err(e) => return (0, Err(format!("connect: {e}"))),
+    };
+    let connected = wait_connected(&socket, Duration::from_secs(5))
+        .and_then(|()| socket.set_nonblocking(false));
+    match connected {
+        Ok(()) => (port, traffic::get_on(socket.into())),
+        Err(e) => (port, Err(format!("connect: {e}"))),
+    }
+}
+
+/// Waits until the non-blocking connect of `socket` completes.
+fn wait_connected(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        let mut poll = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ready > 0 {
+            return match socket.take_error()? {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+    }
 }
 
 #[cfg(test)]

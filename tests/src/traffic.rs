@@ -95,7 +95,7 @@ pub fn http_requests(
 /// One request; returns the response body (the backend's name), trimmed.
 pub fn request(target: SocketAddr, source: Source, i: usize) -> Result<String, String> {
     let timeout = Duration::from_secs(5);
-    let mut stream = match source {
+    let stream = match source {
         Source::Ephemeral => {
             TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?
         }
@@ -127,6 +127,16 @@ pub fn request(target: SocketAddr, source: Source, i: usize) -> Result<String, S
             socket.into()
         }
     };
+    exchange_get(stream, timeout)
+}
+
+/// One request on the connected `stream`, with the 5 s timeout of [`request`].
+pub fn get_on(stream: TcpStream) -> Result<String, String> {
+    exchange_get(stream, Duration::from_secs(5))
+}
+
+/// `GET /` on the connected `stream`; returns the body, trimmed.
+fn exchange_get(mut stream: TcpStream, timeout: Duration) -> Result<String, String> {
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;

@@ -124,13 +124,12 @@ fn failover_loses_nothing(mode: Mode) {
             .ok_or(format!("{p:?}"))
     });
     wait_synced(&lb1, 202);
-    let t0 = std::time::Instant::now();
 
     // 1. The master node dies: its agent is killed and its link goes down.
     let mut lb1 = lb1;
     lb1.crash();
     link(&pair, 0, false);
-    println!("{:?}: lb1 killed", t0.elapsed());
+    println!("{:?}: lb1 killed", load.elapsed());
     wait_master(&pair, &lb2, 1, "lb2 takes over");
     answered_more(
         &load,
@@ -141,7 +140,7 @@ fn failover_loses_nothing(mode: Mode) {
 
     // 2. It comes back, catches up by bulk resync, and preempts.
     link(&pair, 0, true);
-    println!("{:?}: lb1 back", t0.elapsed());
+    println!("{:?}: lb1 back", load.elapsed());
     let mut lb1 = lb1.restart(&pair.nodes[0].ns);
     lb1.wait_attached();
     wait::until("lb1 has lb2's table", Duration::from_secs(10), || {
@@ -166,7 +165,7 @@ fn failover_loses_nothing(mode: Mode) {
     wait_synced(&lb1, 1);
 
     // 3. A planned stop of the master.
-    println!("{:?}: lb1 stops", t0.elapsed());
+    println!("{:?}: lb1 stops", load.elapsed());
     lb1.ctl(&["stop"]);
     wait_master(&pair, &lb2, 1, "lb2 takes over from a stopped lb1");
     answered_more(
@@ -186,16 +185,47 @@ fn failover_loses_nothing(mode: Mode) {
     );
     println!(
         "{:?}: stopping the load {:?}",
-        t0.elapsed(),
+        load.elapsed(),
         load.progress()
     );
     let report = load.stop();
     println!("{mode:?}: {report}");
+    if report.broken() > 0 {
+        explain(&lb2, &report.errors);
+    }
     assert_eq!(report.broken(), 0, "{mode:?}: {report}");
     assert_eq!(report.downloads, 2);
     let synced = peer(&lb2);
     assert_eq!(synced["rejected"], serde_json::json!({}), "{synced}");
     drop(lb1);
+}
+
+/// Prints what lb2 knows of the broken connections: its verdict counters
+/// and the entries of their source ports in its flow and NAT maps.
+fn explain(lb2: &Agent, errors: &[String]) {
+    println!("lb2 verdicts: {}", status(lb2)["verdicts"]);
+    let ports: Vec<u16> = errors
+        .iter()
+        .filter_map(|e| {
+            e.split("from port ")
+                .nth(1)?
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let maps = halb::dataplane::maps::DatapathMaps::open_pinned(&lb2.pin_dir).expect("pins");
+    for (key, flow) in maps.flows.iter().filter_map(Result::ok) {
+        if ports.contains(&u16::from_be(key.sport_be)) {
+            println!("lb2 flow {key:?}: {flow:?}");
+        }
+    }
+    for (key, nat) in maps.nat.iter().filter_map(Result::ok) {
+        if ports.contains(&u16::from_be(nat.client_port_be)) {
+            println!("lb2 nat {key:?}: {nat:?}");
+        }
+    }
 }
 
 #[test]
