@@ -125,7 +125,7 @@ fn a_killed_server_breaks_every_kept_alive_connection_the_download_and_new_conne
         spec.kept_alive + spec.downloads + report.new_failed,
         "{report}"
     );
-    for kind in ["kept-alive #", "download #0: ", "new connection: "] {
+    for kind in ["kept-alive #", "download #0: ", "new connection at "] {
         assert!(
             report.errors.iter().any(|e| e.starts_with(kind)),
             "no {kind:?} error in {report}"
