@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod backends;
+pub mod bgp;
 pub mod config;
 pub mod connsync;
 pub mod control;

@@ -18,6 +18,7 @@ use tokio::{
 
 use crate::{
     backends::{Admin, BackendKey, BackendStates, Target},
+    bgp::Bgp,
     config::{ValidatedConfig, validate::ServiceConfig},
     connsync::{
         ConnSync, ConnSyncError,
@@ -84,6 +85,7 @@ struct Agent {
     routers: Routers,
     proxy: Proxy,
     conn_sync: Option<ConnSync>,
+    bgp: Option<Bgp>,
 }
 
 const INTERFACE_POLL: Duration = Duration::from_millis(200);
@@ -140,6 +142,8 @@ pub async fn run(
         _metrics,
         mut pages,
     } = started;
+    // The datapath is attached: BGP may announce what it can serve.
+    let agent_config_bgp = config.bgp.as_ref().map(Bgp::start);
     let (health_tx, mut health_rx) = mpsc::channel::<HealthChange>(256);
     let checks = Checks::start(&checked(&config.services), health_tx.clone(), |_| {
         Health::Up
@@ -157,6 +161,7 @@ pub async fn run(
         routers,
         proxy,
         conn_sync,
+        bgp: agent_config_bgp,
     };
     // A drain outlives a restart: the pinned backend says so.
     for (service, backend) in agent.sync.draining() {
@@ -167,6 +172,7 @@ pub async fn run(
     }
     agent.note_routes(unresolved, &[]);
     agent.reconcile_states()?;
+    agent.announce();
     let mut sample = tokio::time::interval(Duration::from_secs(1));
     // Backends without a route are looked at again this often.
     let mut route_retry = tokio::time::interval(ROUTE_RETRY);
@@ -205,6 +211,11 @@ pub async fn run(
         }
     };
     tracing::info!(reason, "shutting down");
+    // Routers move the traffic away (GRACEFUL_SHUTDOWN, then withdrawal)
+    // while the datapath still serves what reaches it.
+    if let Some(bgp) = &agent.bgp {
+        bgp.shutdown().await;
+    }
     // The peers get every flow first, then the virtual addresses (priority
     // 0: the backup takes over after its skew time), while the datapath
     // still serves; flows made meanwhile follow them.
@@ -382,6 +393,33 @@ fn backend_addresses(services: &[ServiceConfig]) -> Vec<std::net::IpAddr> {
 }
 
 impl Agent {
+    /// Hands BGP the VIPs this node can serve: those of a layer-7 service
+    /// (the proxy), or of a layer-4 service with a backend usable in the
+    /// datapath.
+    fn announce(&mut self) {
+        let Some(bgp) = &mut self.bgp else {
+            return;
+        };
+        let states = &self.states;
+        let vips = self
+            .config
+            .services
+            .iter()
+            .filter(|s| {
+                s.http.is_some()
+                    || s.backends.iter().any(|b| {
+                        let key = BackendKey::service(
+                            &s.name,
+                            std::net::SocketAddr::new(b.address, b.port),
+                        );
+                        states.datapath_state(&key) == crate::dataplane::sync::BackendState::Up
+                    })
+            })
+            .map(|s| s.vip)
+            .collect();
+        bgp.announce(vips);
+    }
+
     /// Answers one control request; says whether the agent should stop.
     async fn handle(&mut self, request: Request) -> (Response, bool) {
         let done = |message: String| Response::Done { message };

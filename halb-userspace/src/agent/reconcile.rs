@@ -59,9 +59,10 @@ impl Agent {
             || new.admin != self.config.admin
             || new.vrrp != self.config.vrrp
             || new.sync != self.config.sync
+            || new.bgp != self.config.bgp
         {
             tracing::warn!(
-                "[datapath], [admin], [[vrrp]] and [sync] changes take effect on restart; kept as they were"
+                "[datapath], [admin], [[vrrp]], [sync] and [bgp] changes take effect on restart; kept as they were"
             );
         }
         let datapath = self
@@ -128,6 +129,7 @@ impl Agent {
                 .map(|s| s.backends.len())
                 .sum::<usize>()
         );
+        self.announce();
         tracing::info!("{message}");
         Ok(message)
     }
@@ -242,6 +244,7 @@ impl Agent {
             }
             None => {}
         }
+        self.announce();
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ impl Agent {
             vrrp: self.routers.statuses(),
             http: self.proxy.status(),
             sync: self.conn_sync.as_ref().map(|s| s.status()),
+            bgp: self.bgp.as_ref().map(|b| Box::new(b.status())),
             ..Status::default()
         };
         if let Ok(v) = self.datapath.maps.verdict_counters() {

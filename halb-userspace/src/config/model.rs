@@ -15,6 +15,42 @@ pub struct Config {
     #[serde(default, rename = "vrrp")]
     pub vrrp: Vec<Spanned<Vrrp>>,
     pub sync: Option<Spanned<Sync>>,
+    pub bgp: Option<Spanned<Bgp>>,
+}
+
+/// `[bgp]`: announce the VIPs through the local BIRD 2.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    /// The file halb writes, which bird.conf includes
+    /// (default "/etc/bird/halb.conf").
+    pub include: Option<Spanned<String>>,
+    /// BIRD's control socket (default "/run/bird/bird.ctl").
+    pub bird_socket: Option<Spanned<String>>,
+    /// This node's AS number, for the sessions halb writes.
+    pub local_as: Option<Spanned<i64>>,
+    /// The routers; none when bird.conf has sessions of its own, which
+    /// export with `filter halb_export`.
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<Spanned<Neighbor>>,
+    /// BFD transmit and receive interval (default "100ms").
+    pub bfd_interval: Option<Spanned<String>>,
+    /// BFD packets missed before a session is down (default 3).
+    pub bfd_multiplier: Option<Spanned<i64>>,
+    /// How long a stopping node announces its VIPs with the
+    /// GRACEFUL_SHUTDOWN community before it withdraws them (default "2s").
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+/// `[[bgp.neighbor]]`: one router halb's BIRD peers with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neighbor {
+    pub address: Spanned<String>,
+    #[serde(rename = "as")]
+    pub remote_as: Spanned<i64>,
+    /// Run BFD with it (default true).
+    pub bfd: Option<bool>,
 }
 
 /// `[sync]`: connection-state sync with the other halb nodes.

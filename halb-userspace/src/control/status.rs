@@ -26,6 +26,9 @@ pub struct Status {
     /// Connection sync with the peers (`[sync]`).
     #[serde(default)]
     pub sync: Option<crate::connsync::SyncStatus>,
+    /// The VIPs announced through BIRD (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<Box<crate::bgp::BgpStatus>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -294,7 +297,49 @@ impl Status {
         if let Some(sync) = &self.sync {
             sync_table(&mut out, sync);
         }
+        if let Some(bgp) = &self.bgp {
+            bgp_table(&mut out, bgp);
+        }
         out
+    }
+}
+
+/// `halb status`'s lines for BGP: BIRD, what is announced, each session.
+fn bgp_table(out: &mut String, bgp: &crate::bgp::BgpStatus) {
+    let announced: Vec<String> = bgp.announced.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "bgp through {} ({}): {}{}{}",
+        bgp.bird.as_deref().unwrap_or("BIRD, not answering"),
+        bgp.include.display(),
+        if announced.is_empty() {
+            "nothing announced".to_owned()
+        } else {
+            format!("announcing {}", announced.join(", "))
+        },
+        if bgp.draining {
+            " with GRACEFUL_SHUTDOWN"
+        } else {
+            ""
+        },
+        match (&bgp.error, bgp.applied) {
+            (Some(error), _) => format!("\n  ERROR: {error}"),
+            (None, false) => " (not applied yet)".to_owned(),
+            (None, true) => String::new(),
+        }
+    );
+    for s in &bgp.sessions {
+        let _ = writeln!(
+            out,
+            "  session {} with {}: {} {}{}",
+            s.name,
+            s.neighbor,
+            s.state,
+            s.info,
+            s.bfd
+                .as_deref()
+                .map_or(String::new(), |b| format!("; BFD {b}"))
+        );
     }
 }
 

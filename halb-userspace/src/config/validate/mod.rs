@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::{Diagnostic, Positions, model};
 use crate::dataplane::maglev::is_prime;
 
+mod bgp;
 mod check;
 mod http;
 mod service;
@@ -21,6 +22,7 @@ mod sync;
 mod tests;
 mod vrrp;
 
+pub use bgp::{BgpConfig, DEFAULT_BIRD_SOCKET, DEFAULT_INCLUDE, Neighbor};
 pub use check::parse_duration;
 pub use http::{
     Balance, Condition, HttpConfig, HttpRule, HttpSettings, HttpTimeouts, PoolConfig, path_regex,
@@ -37,6 +39,7 @@ pub struct ValidatedConfig {
     pub services: Vec<ServiceConfig>,
     pub vrrp: Vec<VrrpConfig>,
     pub sync: Option<SyncConfig>,
+    pub bgp: Option<BgpConfig>,
     /// What is allowed but likely not meant (each says so); logged at start.
     pub warnings: Vec<super::Diagnostic>,
 }
@@ -189,6 +192,7 @@ pub fn validate(
     let services = services(raw.services, &mut errors);
     let vrrp = vrrp::instances(raw.vrrp, &services, &mut errors);
     let sync = sync::sync(raw.sync, datapath.nat_ports, &mut errors);
+    let bgp = bgp::bgp(raw.bgp, &mut errors);
     let warnings = sync::warnings(&services, &vrrp, sync.as_ref(), &snat_spans, &errors);
     if errors.list.is_empty() {
         Ok(ValidatedConfig {
@@ -197,6 +201,7 @@ pub fn validate(
             services,
             vrrp,
             sync,
+            bgp,
             warnings,
         })
     } else {

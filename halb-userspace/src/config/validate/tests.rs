@@ -405,3 +405,69 @@ fn a_full_nat_service_on_a_node_address_is_warned_about_in_ha() {
         );
     assert!(from_str(&floating).expect("valid").warnings.is_empty());
 }
+
+const BGP_HEAD: &str = "[datapath]\ninterfaces = [\"eth0\"]\n\n[bgp]\n";
+
+#[test]
+fn bgp_gets_defaults_and_its_neighbors() {
+    let config = from_str(&format!(
+        "{BGP_HEAD}local_as = 65001\n[[bgp.neighbor]]\naddress = \"198.18.1.1\"\nas = 65000\n"
+    ))
+    .expect("valid");
+    let bgp = config.bgp.expect("bgp");
+    assert_eq!(bgp.include, PathBuf::from(DEFAULT_INCLUDE));
+    assert_eq!(bgp.bird_socket, PathBuf::from(DEFAULT_BIRD_SOCKET));
+    assert_eq!(bgp.local_as, Some(65001));
+    assert_eq!(
+        bgp.neighbors,
+        vec![Neighbor {
+            address: "198.18.1.1".parse().unwrap(),
+            remote_as: 65000,
+            bfd: true,
+        }]
+    );
+    assert_eq!(
+        (bgp.bfd_interval, bgp.bfd_multiplier, bgp.shutdown_grace),
+        (Duration::from_millis(100), 3, Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn broken_bgp_tables_are_reported_where_they_are() {
+    let router = "[[bgp.neighbor]]\naddress = \"198.18.1.1\"\nas = 65000\n";
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (router.to_owned(), (4, 1), "no local_as"),
+        (format!("local_as = 0\n{router}"), (5, 12), "AS number"),
+        (
+            "local_as = 65001\n[[bgp.neighbor]]\naddress = \"router\"\nas = 65000\n".to_owned(),
+            (7, 11),
+            "the router's address",
+        ),
+        (
+            format!("local_as = 65001\n{router}{router}"),
+            (9, 1),
+            "listed twice",
+        ),
+        (
+            "bfd_interval = \"1ms\"\n".to_owned(),
+            (5, 16),
+            "10ms to 10s",
+        ),
+        ("bfd_multiplier = 300\n".to_owned(), (5, 18), "1 to 255"),
+        (
+            "include = \"halb.conf\"\n".to_owned(),
+            (5, 11),
+            "absolute path",
+        ),
+    ];
+    for (body, (line, column), phrase) in &cases {
+        let errors = from_str(&format!("{BGP_HEAD}{body}")).expect_err(body);
+        let first = &errors[0];
+        assert_eq!(
+            (first.line, first.column),
+            (*line, *column),
+            "{body}: {errors:?}"
+        );
+        assert!(first.message.contains(phrase), "{body}: {}", first.message);
+    }
+}
