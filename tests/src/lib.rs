@@ -7,6 +7,8 @@
 //! then points at the step that failed, and unwinding still runs every Drop.
 
 pub mod agent;
+pub mod bird;
+pub mod ecmp;
 pub mod failover_load;
 pub mod ha;
 pub mod keepalived;

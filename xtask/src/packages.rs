@@ -44,7 +44,8 @@ pub const LAB_GUIDE: &[Need] = &[
 
 /// What the integration tests run besides the harness: the lab test's
 /// commands, bpftool map dumps, `nstat`, keepalived as a VRRP peer, haproxy,
-/// nft to block VRRP (split brain).
+/// nft to block VRRP (split brain), BIRD as the router and each node's
+/// routing daemon (BGP).
 pub const TEST_PEERS: &[Need] = &[
     need("curl", "curl"),
     need("ping", "iputils-ping"),
@@ -53,6 +54,8 @@ pub const TEST_PEERS: &[Need] = &[
     need("keepalived", "keepalived"),
     need("haproxy", "haproxy"),
     need("nft", "nftables"),
+    need("bird", "bird2"),
+    need("birdc", "bird2"),
 ];
 
 /// The load generator of the datapath and l7 benchmarks.

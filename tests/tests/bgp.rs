@@ -1,0 +1,245 @@
+//! Active-active behind ECMP: three halb nodes announce the VIP through
+//! their own BIRD to a router running BIRD; one client's flows spread over
+//! them; a drained node, a stopped one (GRACEFUL_SHUTDOWN first) and a
+//! killed one (BFD) leave the route, and come back, without one broken
+//! DSR flow. And a BIRD that is gone, or refuses the config, shows in
+//! `halb status`.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use halb_tests::{
+    agent::Agent,
+    bird::Bird,
+    ecmp::{Ecmp, VIP, node_addr},
+    failover_load::{FailoverLoad, LoadSpec},
+    traffic::{Source, http_requests},
+    wait,
+};
+
+fn status(agent: &Agent) -> serde_json::Value {
+    serde_json::from_str(&agent.ctl(&["status", "--json"])).expect("status JSON")
+}
+
+fn vip() -> SocketAddr {
+    format!("{VIP}:80").parse().unwrap()
+}
+
+fn web() -> &'static std::path::Path {
+    env!("CARGO_BIN_EXE_halb-web").as_ref()
+}
+
+/// Waits until `agent`'s session with the router is established, with BFD up.
+fn wait_session(agent: &Agent) {
+    wait::until(
+        "the BGP session with the router",
+        Duration::from_secs(15),
+        || {
+            let bgp = status(agent)["bgp"].clone();
+            let session = &bgp["sessions"][0];
+            let up = bgp["applied"] == true
+                && session["info"] == "Established"
+                && session["bfd"] == "Up";
+            up.then_some(()).ok_or(format!("{bgp}"))
+        },
+    );
+}
+
+fn new_flows(agent: &Agent) -> u64 {
+    status(agent)["services"][0]["traffic"]["new_flows"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn load(topo: &Ecmp) -> FailoverLoad {
+    let load = FailoverLoad::start(
+        &topo.client.ns,
+        vip(),
+        LoadSpec {
+            kept_alive: 60,
+            downloads: 0,
+            download_ms: 0,
+            new_conn_workers: 2,
+        },
+    );
+    wait::until("traffic flows", Duration::from_secs(10), || {
+        let p = load.progress();
+        (p.kept_alive_requests >= 200 && p.new_ok >= 20)
+            .then_some(())
+            .ok_or(format!("{p:?}"))
+    });
+    load
+}
+
+/// Waits until the load has answered `more` kept-alive requests from now.
+fn answered_more(load: &FailoverLoad, more: usize) {
+    let from = load.progress().kept_alive_requests;
+    wait::until("traffic flows on", Duration::from_secs(15), || {
+        let p = load.progress();
+        (p.kept_alive_requests >= from + more)
+            .then_some(())
+            .ok_or(format!("{p:?}"))
+    });
+}
+
+#[test]
+fn flows_spread_over_three_nodes_and_a_drained_stopped_or_killed_node_breaks_none() {
+    let topo = Ecmp::build(3, web());
+    let mut agents: Vec<Agent> = (0..3).map(|i| topo.start_halb(i, "")).collect();
+    topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
+    for agent in &agents {
+        wait_session(agent);
+    }
+
+    // One client's new connections spread over all three nodes.
+    let before: Vec<u64> = agents.iter().map(new_flows).collect();
+    let tally = http_requests(&topo.client.ns, vip(), 300, 4, Source::Ephemeral);
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let spread: Vec<u64> = agents
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| new_flows(a) - b)
+        .collect();
+    println!("300 connections of one client over the nodes: {spread:?}");
+    assert!(spread.iter().all(|n| *n >= 30), "{spread:?}");
+
+    let load = load(&topo);
+    // A node whose backends are all drained cannot serve: withdrawn.
+    for b in 0..3 {
+        agents[1].ctl(&[
+            "backend",
+            "drain",
+            "web",
+            &format!("198.18.1.{}:80", 11 + b),
+        ]);
+    }
+    topo.wait_next_hops(&[0, 2], Duration::from_secs(5));
+    for b in 0..3 {
+        agents[1].ctl(&[
+            "backend",
+            "enable",
+            "web",
+            &format!("198.18.1.{}:80", 11 + b),
+        ]);
+    }
+    topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(5));
+    answered_more(&load, 300);
+
+    // A planned stop: GRACEFUL_SHUTDOWN moves the traffic first (the
+    // router's preference for the node's route drops), then the route goes.
+    let stopping = std::thread::scope(|s| {
+        let node3 = &agents[2];
+        let stop = s.spawn(move || node3.ctl(&["stop"]));
+        topo.wait_next_hops(&[0, 1], Duration::from_secs(5));
+        let route = topo.router_bird.birdc(&format!("show route {VIP}/32 all"));
+        stop.join().expect("halb stop");
+        route
+    });
+    assert!(
+        stopping.contains("(65535,0)"),
+        "the stopping node's route carries GRACEFUL_SHUTDOWN: {stopping}"
+    );
+    let mut node3 = agents.pop().expect("node3");
+    node3.process.stop(Duration::from_secs(10));
+    answered_more(&load, 300);
+    let node3 = node3.restart(&topo.nodes[2].ns);
+    agents.push(node3);
+    topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
+    answered_more(&load, 300);
+
+    // A node dies (agent and link): BFD tells the router.
+    let died = Instant::now();
+    agents[0].crash();
+    topo.nodes[0].ns.ip(&["link", "set", "eth0", "down"]);
+    topo.wait_next_hops(&[1, 2], Duration::from_secs(5));
+    let withdrawn = died.elapsed();
+    println!("killed node withdrawn by BFD after {withdrawn:?}");
+    answered_more(&load, 300);
+    topo.nodes[0].ns.ip(&["link", "set", "eth0", "up"]);
+    let node1 = agents.remove(0).restart(&topo.nodes[0].ns);
+    agents.insert(0, node1);
+    topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
+    answered_more(&load, 300);
+
+    let report = load.stop();
+    println!("{report}");
+    assert_eq!(report.broken(), 0, "{report}");
+    assert!(
+        withdrawn < Duration::from_millis(1500),
+        "BFD (3 x 100 ms) withdrew the dead node after {withdrawn:?}"
+    );
+    for (i, agent) in agents.iter().enumerate() {
+        assert_eq!(
+            status(agent)["bgp"]["error"],
+            serde_json::Value::Null,
+            "node{}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn a_bird_that_is_gone_or_refuses_the_config_shows_in_status() {
+    let mut topo = Ecmp::build(1, web());
+    let agent = topo.start_halb(0, "");
+    topo.wait_next_hops(&[0], Duration::from_secs(20));
+
+    topo.node_birds[0].kill();
+    wait::until("BIRD gone, in status", Duration::from_secs(5), || {
+        let bgp = status(&agent)["bgp"].clone();
+        (bgp["bird"].is_null() && bgp["sessions"][0]["state"] == "unknown")
+            .then_some(())
+            .ok_or(format!("{bgp}"))
+    });
+    // A change while BIRD is gone cannot be applied: a clear error...
+    for b in 0..3 {
+        agent.ctl(&[
+            "backend",
+            "drain",
+            "web",
+            &format!("198.18.1.{}:80", 11 + b),
+        ]);
+    }
+    wait::until("the error, in status", Duration::from_secs(5), || {
+        let bgp = status(&agent)["bgp"].clone();
+        let error = bgp["error"].as_str().unwrap_or_default();
+        (error.contains("not reachable") && bgp["applied"] == false)
+            .then_some(())
+            .ok_or(format!("{bgp}"))
+    });
+    assert!(
+        agent
+            .ctl(&["status"])
+            .contains("ERROR: BIRD is not reachable")
+    );
+    // ...and BIRD back gets it: nothing to announce now.
+    topo.node_birds[0].restart();
+    wait::until("applied once BIRD is back", Duration::from_secs(10), || {
+        let bgp = status(&agent)["bgp"].clone();
+        (bgp["applied"] == true && bgp["error"].is_null())
+            .then_some(())
+            .ok_or(format!("{bgp}"))
+    });
+    assert!(topo.next_hops().is_empty(), "{:?}", topo.next_hops());
+    drop(agent);
+
+    // A bird.conf that clashes with what halb writes: BIRD refuses it.
+    let clashing = Bird::start(&topo.nodes[0].ns, "bird-clash", |include| {
+        format!(
+            "router id {};\nprotocol device {{ }}\nprotocol static halb_vips4 {{ ipv4; }}\ninclude \"{}\";\n",
+            node_addr(0),
+            include.display()
+        )
+    });
+    topo.node_birds[0] = clashing;
+    let agent = topo.start_halb(0, "");
+    wait::until("BIRD's refusal, in status", Duration::from_secs(10), || {
+        let bgp = status(&agent)["bgp"].clone();
+        let error = bgp["error"].as_str().unwrap_or_default();
+        (error.contains("refused") && error.contains("halb_vips4"))
+            .then_some(())
+            .ok_or(format!("{bgp}"))
+    });
+}
