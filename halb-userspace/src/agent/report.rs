@@ -57,6 +57,7 @@ impl Agent {
                     config::validate::Mode::Dsr => "dsr",
                 }
                 .to_owned(),
+                table_digest: applied.digest.clone(),
                 traffic: self.rates.service(
                     applied.id,
                     self.datapath.maps.service_counters(applied.id).ok(),

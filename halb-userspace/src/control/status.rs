@@ -130,6 +130,10 @@ pub struct ServiceStatus {
     pub port: u16,
     pub protocol: String,
     pub mode: String,
+    /// A digest of the Maglev table by backend address: the same on every
+    /// node with the same backends up.
+    #[serde(default)]
+    pub table_digest: String,
     pub traffic: Traffic,
     pub backends: Vec<BackendStatus>,
 }
@@ -168,12 +172,13 @@ impl Status {
         for s in &self.services {
             let _ = writeln!(
                 out,
-                "service {} {}:{}/{} mode {}   {} pkts ({:.0}/s)  {} ({}/s)  {} new flows ({:.0}/s)",
+                "service {} {}:{}/{} mode {} table {}   {} pkts ({:.0}/s)  {} ({}/s)  {} new flows ({:.0}/s)",
                 s.name,
                 s.vip,
                 s.port,
                 s.protocol,
                 s.mode,
+                s.table_digest,
                 s.traffic.packets,
                 s.traffic.packets_per_sec,
                 bytes(s.traffic.bytes as f64),

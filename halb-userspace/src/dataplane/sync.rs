@@ -95,6 +95,8 @@ pub struct AppliedService {
     /// What the spare ring holds, when known: only slots that differ from
     /// it are written when it becomes the live one.
     spare: Option<Vec<u32>>,
+    /// [`table_digest`] of the live table.
+    pub digest: String,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +380,7 @@ impl Sync {
             backends,
             table,
             spare,
+            digest: String::new(),
         };
         publish_ring(maps, &mut applied, ring_size)?;
         // Backends the service no longer has: after the switch, no ring names them.
@@ -489,6 +492,7 @@ fn adopted_service(adopted: Adopted, key: ServiceKey, config: &ServiceConfig) ->
         backends,
         table: adopted.table,
         spare: Some(adopted.spare),
+        digest: String::new(),
     }
 }
 
@@ -524,6 +528,9 @@ fn publish_ring(
         })
         .collect();
     let table = maglev::build(&entries, ring_size);
+    if table != service.table || service.digest.is_empty() {
+        service.digest = table_digest(&table, &service.backends);
+    }
     if table != service.table {
         let live = service.value.ring_id;
         let spare = if live == 2 * service.id {
@@ -553,6 +560,35 @@ fn publish_ring(
     }
     maps.set_service(service.key, service.value)?;
     Ok(())
+}
+
+/// A digest of a Maglev table by what each slot names (the backend's
+/// address and port, not its id, which is this node's own): nodes with the
+/// same backends up show the same digest, and a flow moved between them
+/// keeps its backend. FNV-1a, 64 bits: a comparison, not a signature.
+pub fn table_digest(table: &[u32], backends: &[AppliedBackend]) -> String {
+    let identities: HashMap<u32, Vec<u8>> = backends
+        .iter()
+        .map(|b| {
+            let mut bytes = addr_bytes(&b.config);
+            bytes.extend_from_slice(&b.config.port.to_be_bytes());
+            (b.id, bytes)
+        })
+        .collect();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for id in table {
+        match identities.get(id) {
+            Some(identity) => eat(identity),
+            None => eat(&[0xff]),
+        }
+    }
+    format!("{hash:016x}")
 }
 
 fn addr_bytes(b: &BackendConfig) -> Vec<u8> {

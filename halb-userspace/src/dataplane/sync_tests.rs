@@ -205,3 +205,21 @@ fn a_prepared_reload_writes_nothing_until_committed_and_then_what_apply_would() 
     assert_eq!(maps.backends, direct.backends);
     assert_eq!(maps.rings, direct.rings);
 }
+
+#[test]
+fn two_nodes_with_the_same_backends_show_the_same_table_digest_whatever_their_ids() {
+    // Node a learnt its backends in another order (other ids) than node b.
+    let (mut maps_a, mut maps_b) = (MemoryMaps::default(), MemoryMaps::default());
+    let (mut a, mut b) = (Sync::new(RING), Sync::new(RING));
+    a.apply(&mut maps_a, &services(&[13])).unwrap();
+    a.apply(&mut maps_a, &services(&[11, 12, 13])).unwrap();
+    b.apply(&mut maps_b, &services(&[11, 12, 13])).unwrap();
+    assert_ne!(ids(&a), ids(&b));
+    let digest = |s: &Sync| s.service("web").expect("web").digest.clone();
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(digest(&a).len(), 16);
+    // A backend down on one node only: the tables differ, and so do the digests.
+    a.set_backend_state(&mut maps_a, "web", addr(12), BackendState::Down)
+        .unwrap();
+    assert_ne!(digest(&a), digest(&b));
+}
