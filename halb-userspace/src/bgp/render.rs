@@ -15,9 +15,10 @@ pub const STATIC6: &str = "halb_vips6";
 pub const EXPORT_FILTER: &str = "halb_export";
 
 /// A node back from a failure (its link, its BIRD, the router) rejoins
-/// within seconds: BIRD's defaults wait 60 s after an error, and 120 s
-/// between connection attempts.
-const RETRY: &str = "connect delay time 1;\n  connect retry time 5;\n  error wait time 1, 30;";
+/// within seconds: BIRD's defaults wait 60 s after an error (up to 300 s
+/// after repeated ones, remembered for 300 s), and 120 s between
+/// connection attempts. Repeated errors still back off, to 10 s.
+const RETRY: &str = "connect delay time 1;\n  connect retry time 5;\n  error wait time 1, 10;\n  error forget time 30;";
 
 /// What to announce.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

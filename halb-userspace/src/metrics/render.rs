@@ -286,6 +286,9 @@ pub fn render(status: &Status, packets: &PacketCounters) -> String {
     if let Some(sync) = &status.sync {
         sync_families(&mut family, sync);
     }
+    if let Some(bgp) = &status.bgp {
+        bgp_families(&mut family, bgp);
+    }
     let process = process_figures();
     for (name, kind, help, value) in process {
         let _ = writeln!(
@@ -337,6 +340,62 @@ fn process_figures() -> Vec<(&'static str, &'static str, &'static str, String)> 
         ));
     }
     figures
+}
+
+/// BGP through BIRD: what is announced, whether BIRD took it, each session.
+fn bgp_families(
+    family: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
+    bgp: &crate::bgp::BgpStatus,
+) {
+    family(
+        "halb_bgp_announced",
+        "gauge",
+        "1 for each VIP this node announces through BIRD.",
+        bgp.announced
+            .iter()
+            .map(|vip| (format!("vip=\"{vip}\""), "1".to_owned()))
+            .collect(),
+    );
+    family(
+        "halb_bgp_applied",
+        "gauge",
+        "1 while BIRD runs the announcement as halb wrote it; 0 while BIRD is gone or refuses it (see halb status).",
+        vec![(
+            String::new(),
+            u8::from(bgp.applied && bgp.error.is_none()).to_string(),
+        )],
+    );
+    family(
+        "halb_bgp_draining",
+        "gauge",
+        "1 while the VIPs carry GRACEFUL_SHUTDOWN (a planned stop).",
+        vec![(String::new(), u8::from(bgp.draining).to_string())],
+    );
+    let session = |s: &crate::bgp::SessionStatus| format!("neighbor=\"{}\"", s.neighbor);
+    family(
+        "halb_bgp_session_up",
+        "gauge",
+        "1 while the BGP session with the neighbor is established.",
+        bgp.sessions
+            .iter()
+            .map(|s| (session(s), u8::from(s.info == "Established").to_string()))
+            .collect(),
+    );
+    family(
+        "halb_bgp_bfd_up",
+        "gauge",
+        "1 while the BFD session with the neighbor is up.",
+        bgp.sessions
+            .iter()
+            .filter(|s| s.bfd.is_some())
+            .map(|s| {
+                (
+                    session(s),
+                    u8::from(s.bfd.as_deref() == Some("Up")).to_string(),
+                )
+            })
+            .collect(),
+    );
 }
 
 /// Connection sync, per peer: state, counters, rejections and the lag.
