@@ -4,6 +4,7 @@
 mod failover;
 mod l7;
 mod packet_cost;
+mod scale;
 mod sync;
 mod throughput;
 
@@ -22,7 +23,8 @@ use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: halb-bench datapath|failover|l7|sync --halb PATH --web PATH [--seconds N]";
+    let usage =
+        "usage: halb-bench datapath|failover|l7|sync|scale --halb PATH --web PATH [--seconds N]";
     let Some(verb) = args.first() else {
         bail!(usage)
     };
@@ -45,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         "failover" => failover::run(&halb),
         "l7" => l7::run(&halb, &web, seconds),
         "sync" => sync::run(&halb, &web),
+        "scale" => scale::run(&halb, &web),
         other => bail!("unknown benchmark {other:?}; {usage}"),
     }
 }

@@ -39,6 +39,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         measures: "connection sync: flow-to-peer lag p50/p99 at 1k, 10k and rising new flows/s; kept-alive connections surviving a master's death with halb and sync, halb without sync, and keepalived + haproxy",
         runs: &[packages::KEEPALIVED, packages::HAPROXY],
     },
+    Benchmark {
+        name: "scale",
+        measures: "three halb nodes behind a BIRD router with ECMP and BFD: time from a node's death to the router's withdrawal and to traffic flowing again, 20 trials; broken connections for each kind of event",
+        runs: &[packages::BIRD],
+    },
 ];
 
 pub fn run(name: &str, seconds: u32) -> Result<()> {

@@ -62,6 +62,8 @@ pub const TEST_PEERS: &[Need] = &[
 pub const WRK: Need = need("wrk", "wrk");
 /// The reference proxy of the datapath and l7 benchmarks.
 pub const HAPROXY: Need = need("haproxy", "haproxy");
+/// The router and the nodes' routing daemon of the scale benchmark.
+pub const BIRD: Need = need("bird", "bird2");
 /// The reference VRRP pair of the failover benchmark.
 pub const KEEPALIVED: Need = need("keepalived", "keepalived");
 
@@ -324,13 +326,16 @@ mod tests {
         let a = bin_dir("a", &["ip", "ethtool"]);
         let b = bin_dir("b", &["sysctl", "nstat"]);
         assert!(missing(&[HARNESS], &[a.clone(), b.clone()]).is_empty());
-        // nstat is iproute2 too, listed twice: one package.
+        // nstat is iproute2 too, and bird and birdc are both bird2: one
+        // package each.
         let c = bin_dir("c", &[]);
         let all = missing(&[HARNESS, TEST_PEERS], std::slice::from_ref(&c));
         assert_eq!(all.iter().filter(|n| n.package == "iproute2").count(), 2);
+        assert_eq!(all.iter().filter(|n| n.package == "bird2").count(), 2);
         assert_eq!(
             packages(&all),
             [
+                "bird2",
                 "bpftool",
                 "curl",
                 "ethtool",
