@@ -45,15 +45,21 @@ pub struct Ecmp {
 
 impl Ecmp {
     /// The router, `nodes` nodes each with a BIRD (halb not started yet),
-    /// and web1-3 serving `web_bin` for DSR.
+    /// and web1-3 serving `web_bin` for DSR, in namespaces of unique names.
     pub fn build(nodes: usize, web_bin: &Path) -> Self {
-        let mut clients = Lan::new();
-        let mut servers = Lan::new();
-        let client = clients.attach(NetNs::new("client"), &[&format!("{CLIENT}/24")]);
+        Self::build_with(nodes, web_bin, &NetNs::new)
+    }
+
+    /// [`Ecmp::build`] with the namespace of each role (`client`, `router`,
+    /// `node1`..., `web1`..., `sw-clients`, `sw-servers`) from `namespace`.
+    pub fn build_with(nodes: usize, web_bin: &Path, namespace: &dyn Fn(&str) -> NetNs) -> Self {
+        let mut clients = Lan::with_switch(namespace("sw-clients"));
+        let mut servers = Lan::with_switch(namespace("sw-servers"));
+        let client = clients.attach(namespace("client"), &[&format!("{CLIENT}/24")]);
         client
             .ns
             .ip(&["route", "add", "default", "via", "198.18.2.1"]);
-        let router = NetNs::new("router");
+        let router = namespace("router");
         clients.plug(&router, "eth0", &["198.18.2.1/24"]);
         servers.plug(&router, "eth1", &[&format!("{ROUTER}/24")]);
         for setting in [
@@ -67,7 +73,7 @@ impl Ecmp {
         let nodes: Vec<Host> = (0..nodes)
             .map(|i| {
                 servers.attach(
-                    NetNs::new(&format!("node{}", i + 1)),
+                    namespace(&format!("node{}", i + 1)),
                     &[&format!("{}/24", node_addr(i))],
                 )
             })
@@ -89,7 +95,7 @@ impl Ecmp {
         let mut backends = Vec::new();
         for i in 0..3 {
             let name = ["web1", "web2", "web3"][i];
-            let ns = NetNs::new(name);
+            let ns = namespace(name);
             servers.plug(&ns, HOST_IF, &[&format!("198.18.1.{}/24", 11 + i)]);
             ns.ip(&["route", "add", "default", "via", ROUTER]);
             // DSR: the VIP is the backend's own, but never answered for by ARP.
@@ -138,7 +144,14 @@ impl Ecmp {
 
     /// Starts halb on node `i`.
     pub fn start_halb(&self, i: usize, extra: &str) -> Agent {
-        let mut agent = Agent::start(&self.nodes[i].ns, &format!("halb-node{}", i + 1), |pin| {
+        self.start_halb_bin(&crate::agent::halb_bin(), i, extra)
+    }
+
+    /// Starts the `halb` binary at `halb` on node `i`.
+    pub fn start_halb_bin(&self, halb: &Path, i: usize, extra: &str) -> Agent {
+        let name = crate::netns::unique_name(&format!("halb-node{}", i + 1));
+        let pin_dir = Path::new(crate::agent::BPFFS).join(&name);
+        let mut agent = Agent::start_named(&self.nodes[i].ns, &name, halb, pin_dir, false, |pin| {
             self.halb_config(i, pin, extra)
         });
         agent.wait_attached();
@@ -184,7 +197,7 @@ fn router_config(nodes: usize) -> String {
          protocol kernel {{\n  ipv4 {{ export all; }};\n  merge paths on;\n}}\n\
          protocol bfd {{\n  interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};\n}}\n\
          filter graceful_shutdown {{\n  if (65535, 0) ~ bgp_community then bgp_local_pref = 0;\n  accept;\n}}\n\
-         template bgp nodes {{\n  local as {ROUTER_AS};\n  bfd on;\n  connect delay time 1;\n  connect retry time 5;\n  error wait time 1, 30;\n  ipv4 {{ import filter graceful_shutdown; export none; }};\n}}\n"
+         template bgp nodes {{\n  local as {ROUTER_AS};\n  bfd on;\n  connect delay time 1;\n  connect retry time 5;\n  error wait time 1, 10;\n  error forget time 30;\n  ipv4 {{ import filter graceful_shutdown; export none; }};\n}}\n"
     );
     for i in 0..nodes {
         conf += &format!(

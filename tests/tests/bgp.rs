@@ -47,6 +47,19 @@ fn wait_session(agent: &Agent) {
     );
 }
 
+/// The agent's /metrics page, from inside node `i`'s namespace.
+fn metrics(topo: &Ecmp, i: usize) -> String {
+    use std::io::{Read, Write};
+    topo.nodes[i].ns.run(|| {
+        let mut s = std::net::TcpStream::connect(halb_tests::agent::METRICS).expect("metrics port");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("ask");
+        let mut page = String::new();
+        s.read_to_string(&mut page).expect("read");
+        page
+    })
+}
+
 fn new_flows(agent: &Agent) -> u64 {
     status(agent)["services"][0]["traffic"]["new_flows"]
         .as_u64()
@@ -92,6 +105,25 @@ fn flows_spread_over_three_nodes_and_a_drained_stopped_or_killed_node_breaks_non
     for agent in &agents {
         wait_session(agent);
     }
+    let page = metrics(&topo, 0);
+    for line in [
+        "halb_bgp_announced{vip=\"198.18.0.100\"} 1",
+        "halb_bgp_applied 1",
+        "halb_bgp_session_up{neighbor=\"198.18.1.1\"} 1",
+        "halb_bgp_bfd_up{neighbor=\"198.18.1.1\"} 1",
+    ] {
+        assert!(page.contains(line), "{line} in {page}");
+    }
+    // The same backends up: the same table on every node.
+    let digests: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| status(a)["services"][0]["table_digest"].clone())
+        .collect();
+    assert!(
+        digests[0].as_str().is_some_and(|d| d.len() == 16)
+            && digests.iter().all(|d| *d == digests[0]),
+        "{digests:?}"
+    );
 
     // One client's new connections spread over all three nodes.
     let before: Vec<u64> = agents.iter().map(new_flows).collect();

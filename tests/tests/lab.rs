@@ -414,3 +414,68 @@ fn assert_nothing_left(pids: &[i32]) {
         );
     }
 }
+
+/// The router's next hops for the VIP in the ecmp lab.
+fn ecmp_next_hops() -> Vec<String> {
+    let out = run_checked(Command::new("ip").args(["-n", "halb-lab-router", "route", "show", VIP]));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_owned())
+        .collect()
+}
+
+#[test]
+fn ecmp_lab_spreads_over_three_nodes_survives_a_dead_one_and_tears_down() {
+    let _turn = one_lab();
+    let mut command = lab_command();
+    command.args(["--scenario", "ecmp"]);
+    let mut lab = ChildGuard::spawn("lab", command, false);
+    if lab
+        .lines()
+        .wait_for("halb lab (ecmp) is up", Duration::from_secs(60))
+        .is_none()
+    {
+        panic!(
+            "ecmp lab did not come up:\n{}",
+            lab.lines().snapshot().join("\n")
+        );
+    }
+    // The guide's first commands: one route, a next hop per node, and the
+    // client's connections answered by all three backends.
+    assert_eq!(ecmp_next_hops().len(), 3, "{:?}", ecmp_next_hops());
+    let all_three: std::collections::BTreeSet<String> =
+        ["web1\n", "web2\n", "web3\n"].map(String::from).into();
+    assert_eq!(ask_vip(30), all_three, "the VIP's answers");
+    let pids = lab_pids();
+    // Its last: node1's link goes down; BFD withdraws it, the VIP answers on.
+    run_checked(Command::new("ip").args(["-n", "halb-lab-node1", "link", "set", "eth0", "down"]));
+    let took = wait_until("node1 withdrawn", Duration::from_secs(3), || {
+        ecmp_next_hops() == ["198.18.1.3", "198.18.1.4"]
+    });
+    println!("node1's link down: withdrawn by the router in {took:?}");
+    assert_eq!(
+        ask_vip(12),
+        all_three,
+        "the VIP's answers through node2 and node3"
+    );
+
+    lab.signal(libc::SIGINT);
+    let mut status = None;
+    for _ in 0..300 {
+        status = lab.try_exit_status();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = status.expect("ecmp lab did not stop within 15 s of SIGINT");
+    assert!(
+        status.success(),
+        "lab exited with {status}:\n{}",
+        lab.lines().snapshot().join("\n")
+    );
+    assert_nothing_left(&pids);
+}

@@ -94,8 +94,32 @@ const PRIORITIES: [u8; 2] = [150, 100];
 /// Master_Down_Interval, 3.4 s at priority 150, before it takes the VIP.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(bins: &Binaries) -> Result<()> {
-    packages::ensure("cargo xtask run", &[packages::HARNESS, packages::LAB_GUIDE])?;
+/// The scenarios there are.
+const SCENARIOS: &[&str] = &["pair", "ecmp"];
+
+pub fn check_scenario(scenario: &str) -> Result<()> {
+    if !SCENARIOS.contains(&scenario) {
+        bail!(
+            "no lab scenario {scenario:?}; there are: pair (VRRP and connection sync), ecmp (three nodes behind a BIRD router)"
+        );
+    }
+    Ok(())
+}
+
+/// What a scenario runs besides the harness and the guide's commands.
+pub fn needs(scenario: &str) -> &'static [packages::Need] {
+    match scenario {
+        "ecmp" => std::slice::from_ref(&packages::BIRD),
+        _ => &[],
+    }
+}
+
+pub fn run(bins: &Binaries, scenario: &str) -> Result<()> {
+    check_scenario(scenario)?;
+    packages::ensure(
+        "cargo xtask run",
+        &[packages::HARNESS, packages::LAB_GUIDE, needs(scenario)],
+    )?;
     bpffs::ensure()?;
     if let Some(stale) = lab_namespaces().first() {
         bail!(
@@ -108,8 +132,11 @@ pub fn run(bins: &Binaries) -> Result<()> {
     // so it is torn down when it returns, fails or panics, before anything
     // below is printed; printing itself cannot fail (console.rs).
     console::one_line_panics();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| up_until_stopped(bins)))
-        .unwrap_or_else(|_| Err(anyhow!(console::take_panic())));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match scenario {
+        "ecmp" => crate::lab_ecmp::up_until_stopped(bins, LAB),
+        _ => up_until_stopped(bins),
+    }))
+    .unwrap_or_else(|_| Err(anyhow!(console::take_panic())));
     let left = leftovers();
     match outcome {
         Ok(()) if left.is_empty() => {

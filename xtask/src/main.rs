@@ -10,6 +10,7 @@ mod cmd;
 mod console;
 mod fuzz;
 mod lab;
+mod lab_ecmp;
 mod packages;
 mod privilege;
 mod run;
@@ -38,6 +39,10 @@ enum Verb {
         /// Remove what a lab that was killed left behind, then exit.
         #[arg(long)]
         clean: bool,
+        /// Which lab: `pair` (VRRP, connection sync) or `ecmp` (three nodes
+        /// behind a BIRD router, BGP and BFD).
+        #[arg(long, default_value = "pair")]
+        scenario: String,
         /// Arguments for `halb run`, after `--` (e.g. `-- --config halb.toml`).
         #[arg(last = true)]
         halb_args: Vec<String>,
@@ -48,7 +53,7 @@ enum Verb {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
-    /// Run a benchmark (release build, as root): `datapath`, `l7`, `failover` or `sync`.
+    /// Run a benchmark (release build, as root): `datapath`, `l7`, `failover`, `sync` or `scale`.
     Bench {
         /// Which benchmark: datapath, l7, failover or sync.
         name: String,
@@ -77,6 +82,8 @@ enum Verb {
         halb: std::path::PathBuf,
         #[arg(long)]
         web: std::path::PathBuf,
+        #[arg(long, default_value = "pair")]
+        scenario: String,
     },
     /// The privileged half of `run --clean`.
     #[command(hide = true)]
@@ -96,7 +103,11 @@ fn main() -> ExitCode {
 fn dispatch(verb: Verb) -> anyhow::Result<()> {
     match verb {
         Verb::Run { clean: true, .. } => privilege::xtask_as_root(&["lab-clean".into()]),
-        Verb::Run { halb_args, .. } => run::run(&halb_args),
+        Verb::Run {
+            halb_args,
+            scenario,
+            ..
+        } => run::run(&halb_args, &scenario),
         Verb::Test { test_args } => test::run(&test_args),
         Verb::Bench { name, seconds } => bench::run(&name, seconds),
         Verb::Fuzz { list: true, .. } => {
@@ -105,7 +116,11 @@ fn dispatch(verb: Verb) -> anyhow::Result<()> {
         }
         Verb::Fuzz { name, seconds, .. } => fuzz::run(name.as_deref().unwrap_or_default(), seconds),
         Verb::Toolchain => toolchain::ensure(),
-        Verb::Lab { halb, web } => lab::run(&build::Binaries { halb, web }),
+        Verb::Lab {
+            halb,
+            web,
+            scenario,
+        } => lab::run(&build::Binaries { halb, web }, &scenario),
         Verb::LabClean => lab::clean(),
     }
 }

@@ -4,10 +4,18 @@ use anyhow::Result;
 
 use crate::{build, cmd, packages, privilege, signals, toolchain};
 
-pub fn run(halb_args: &[String]) -> Result<()> {
+pub fn run(halb_args: &[String], scenario: &str) -> Result<()> {
     let lab = halb_args.is_empty();
     if lab {
-        packages::ensure("cargo xtask run", &[packages::HARNESS, packages::LAB_GUIDE])?;
+        crate::lab::check_scenario(scenario)?;
+        packages::ensure(
+            "cargo xtask run",
+            &[
+                packages::HARNESS,
+                packages::LAB_GUIDE,
+                crate::lab::needs(scenario),
+            ],
+        )?;
     }
     toolchain::ensure()?;
     let bins = build::binaries(build::Profile::Debug, &[])?;
@@ -18,6 +26,8 @@ pub fn run(halb_args: &[String]) -> Result<()> {
             bins.halb.into(),
             "--web".into(),
             bins.web.into(),
+            "--scenario".into(),
+            scenario.into(),
         ]);
     }
     // halb handles Ctrl-C itself (detach, unpin); wait for it to finish.
