@@ -62,6 +62,13 @@ impl Bird {
         });
     }
 
+    /// Sends `signal` to BIRD (SIGSTOP: a BIRD that hangs).
+    pub fn signal(&self, signal: i32) {
+        if let Some(process) = &self.process {
+            process.signal(signal);
+        }
+    }
+
     /// Stops BIRD (as a crash would: its routes go with its sessions).
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {

@@ -179,10 +179,12 @@ impl Ecmp {
         wait::until("the router's next hops for the VIP", timeout, || {
             let mut got = self.next_hops();
             got.sort();
-            (got == want).then_some(()).ok_or(format!(
-                "next hops {got:?}, want {want:?}; router BIRD: {}",
-                self.router_bird.birdc("show protocols")
-            ))
+            (got == want).then_some(()).ok_or_else(|| {
+                format!(
+                    "next hops {got:?}, want {want:?}; router BIRD: {}",
+                    self.router_bird.birdc("show protocols")
+                )
+            })
         });
     }
 }

@@ -60,6 +60,19 @@ fn metrics(topo: &Ecmp, i: usize) -> String {
     })
 }
 
+/// Withdrawals the router's BIRD has received from its session `name`.
+fn withdraws_from(topo: &Ecmp, name: &str) -> u64 {
+    let all = topo
+        .router_bird
+        .birdc(&format!("show protocols all {name}"));
+    all.lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("Import withdraws:")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no import withdraws in {all}"))
+}
+
 fn new_flows(agent: &Agent) -> u64 {
     status(agent)["services"][0]["traffic"]["new_flows"]
         .as_u64()
@@ -161,24 +174,52 @@ fn flows_spread_over_three_nodes_and_a_drained_stopped_or_killed_node_breaks_non
 
     // A planned stop: GRACEFUL_SHUTDOWN moves the traffic first (the
     // router's preference for the node's route drops), then the route goes.
-    let stopping = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let node3 = &agents[2];
         let stop = s.spawn(move || node3.ctl(&["stop"]));
+        // Seen on the router while it lasts (1 s), before the route goes.
+        wait::until(
+            "GRACEFUL_SHUTDOWN on the router",
+            Duration::from_secs(5),
+            || {
+                let route = topo.router_bird.birdc(&format!("show route {VIP}/32 all"));
+                route.contains("(65535,0)").then_some(()).ok_or(route)
+            },
+        );
         topo.wait_next_hops(&[0, 1], Duration::from_secs(5));
-        let route = topo.router_bird.birdc(&format!("show route {VIP}/32 all"));
         stop.join().expect("halb stop");
-        route
     });
-    assert!(
-        stopping.contains("(65535,0)"),
-        "the stopping node's route carries GRACEFUL_SHUTDOWN: {stopping}"
-    );
     let mut node3 = agents.pop().expect("node3");
     node3.process.stop(Duration::from_secs(10));
     answered_more(&load, 300);
     let node3 = node3.restart(&topo.nodes[2].ns);
     agents.push(node3);
     topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
+    answered_more(&load, 300);
+
+    // An agent killed and restarted on a live node: its pinned datapath
+    // serves on, and the new agent withdraws nothing the old one announced.
+    let withdrawn_before = withdraws_from(&topo, "node2");
+    agents[1].crash();
+    let mut node2 = agents.remove(1).restart(&topo.nodes[1].ns);
+    node2.wait_attached();
+    agents.insert(1, node2);
+    wait_session(&agents[1]);
+    wait::until(
+        "the new agent's announcement applied",
+        Duration::from_secs(10),
+        || {
+            let bgp = status(&agents[1])["bgp"].clone();
+            (bgp["applied"] == true)
+                .then_some(())
+                .ok_or(format!("{bgp}"))
+        },
+    );
+    assert_eq!(
+        withdraws_from(&topo, "node2"),
+        withdrawn_before,
+        "the router heard a withdrawal from node2 across its agent's restart"
+    );
     answered_more(&load, 300);
 
     // A node dies (agent and link): BFD tells the router.
@@ -217,6 +258,23 @@ fn a_bird_that_is_gone_or_refuses_the_config_shows_in_status() {
     let mut topo = Ecmp::build(1, web());
     let agent = topo.start_halb(0, "");
     topo.wait_next_hops(&[0], Duration::from_secs(20));
+    let set_all = |verb: &str| {
+        for b in 0..3 {
+            agent.ctl(&["backend", verb, "web", &format!("198.18.1.{}:80", 11 + b)]);
+        }
+    };
+
+    // A BIRD that hangs holds up nothing, and gets the latest state once
+    // it answers again: the VIP withdrawn, after changes both ways.
+    topo.node_birds[0].signal(libc::SIGSTOP);
+    set_all("drain");
+    set_all("enable");
+    set_all("drain");
+    assert!(agent.ctl(&["status"]).contains("bgp through"));
+    topo.node_birds[0].signal(libc::SIGCONT);
+    topo.wait_next_hops(&[], Duration::from_secs(20));
+    set_all("enable");
+    topo.wait_next_hops(&[0], Duration::from_secs(20));
 
     topo.node_birds[0].kill();
     wait::until("BIRD gone, in status", Duration::from_secs(5), || {
@@ -226,14 +284,7 @@ fn a_bird_that_is_gone_or_refuses_the_config_shows_in_status() {
             .ok_or(format!("{bgp}"))
     });
     // A change while BIRD is gone cannot be applied: a clear error...
-    for b in 0..3 {
-        agent.ctl(&[
-            "backend",
-            "drain",
-            "web",
-            &format!("198.18.1.{}:80", 11 + b),
-        ]);
-    }
+    set_all("drain");
     wait::until("the error, in status", Duration::from_secs(5), || {
         let bgp = status(&agent)["bgp"].clone();
         let error = bgp["error"].as_str().unwrap_or_default();

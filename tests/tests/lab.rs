@@ -283,7 +283,7 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
     );
     println!("after `halb stop` on lb1, lb2 holds the VIP and the client has its MAC in {took:?}");
     assert_eq!(vrrp_state("lb2"), "master");
-    assert_eq!(ask_vip(12), all_three, "the VIP's answers from lb2");
+    assert_eq!(ask_vip(30), all_three, "the VIP's answers from lb2");
     lab.lines()
         .wait_for("halb on lb1 exited", Duration::from_secs(2))
         .expect("the lab noticed lb1's halb exit");
@@ -457,7 +457,7 @@ fn ecmp_lab_spreads_over_three_nodes_survives_a_dead_one_and_tears_down() {
     });
     println!("node1's link down: withdrawn by the router in {took:?}");
     assert_eq!(
-        ask_vip(12),
+        ask_vip(30),
         all_three,
         "the VIP's answers through node2 and node3"
     );

@@ -212,8 +212,11 @@ pub async fn run(
     };
     tracing::info!(reason, "shutting down");
     // Routers move the traffic away (GRACEFUL_SHUTDOWN, then withdrawal)
-    // while the datapath still serves what reaches it.
-    if let Some(bgp) = &agent.bgp {
+    // while the datapath still serves what reaches it. A datapath kept for
+    // the next agent keeps its announcement too.
+    if let Some(bgp) = &agent.bgp
+        && !keep_datapath
+    {
         bgp.shutdown().await;
     }
     // The peers get every flow first, then the virtual addresses (priority

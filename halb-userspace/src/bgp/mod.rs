@@ -21,7 +21,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::validate::BgpConfig;
 use render::{Announcement, render, session_name};
@@ -59,59 +59,58 @@ pub struct SessionStatus {
     pub bfd: Option<String>,
 }
 
-enum Command {
-    Announce(BTreeSet<IpAddr>),
-    /// Drain, wait the grace time, withdraw everything; then answer.
-    Shutdown(oneshot::Sender<()>),
-}
-
 /// The running announcer.
 pub struct Bgp {
-    commands: mpsc::Sender<Command>,
+    /// The VIPs to announce: the latest set wins, none is ever queued
+    /// behind a BIRD that hangs. None until the agent knows what it can
+    /// serve.
+    wanted: watch::Sender<Option<BTreeSet<IpAddr>>>,
+    /// Drain, wait the grace time, withdraw everything; then answer.
+    stop: mpsc::Sender<oneshot::Sender<()>>,
     status: Arc<Mutex<BgpStatus>>,
-    /// The last set handed over, so that only changes are sent.
-    last: Option<BTreeSet<IpAddr>>,
     grace: Duration,
 }
 
 impl Bgp {
-    /// Starts the announcer with nothing announced yet.
+    /// Starts the announcer; it writes nothing until [`Bgp::announce`].
     pub fn start(config: &BgpConfig) -> Self {
-        let (commands, rx) = mpsc::channel(16);
+        let (wanted, wanted_rx) = watch::channel(None);
+        let (stop, stop_rx) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(BgpStatus {
             include: config.include.clone(),
             ..BgpStatus::default()
         }));
-        tokio::spawn(Announcer::new(config.clone(), Arc::clone(&status)).run(rx));
+        tokio::spawn(Announcer::new(config.clone(), Arc::clone(&status)).run(wanted_rx, stop_rx));
         Self {
-            commands,
+            wanted,
+            stop,
             status,
-            last: None,
             grace: config.shutdown_grace,
         }
     }
 
     /// Announces exactly `vips` (the others are withdrawn).
     pub fn announce(&mut self, vips: BTreeSet<IpAddr>) {
-        if self.last.as_ref() == Some(&vips) {
-            return;
-        }
-        self.last = Some(vips.clone());
-        if self.commands.try_send(Command::Announce(vips)).is_err() {
-            tracing::warn!("BGP announcer is busy; the next change carries this one");
-            self.last = None;
-        }
+        self.wanted.send_if_modified(|wanted| {
+            let changed = wanted.as_ref() != Some(&vips);
+            *wanted = Some(vips);
+            changed
+        });
     }
 
     /// The planned stop: GRACEFUL_SHUTDOWN for the grace time, then every
-    /// route withdrawn. Returns once BIRD has withdrawn them, or gave up.
+    /// route withdrawn (retried until BIRD takes it). Returns once BIRD
+    /// has withdrawn them, or after the grace time and a few of BIRD's
+    /// deadlines.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
-        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
-            // The grace time, and each of the two reconfigures' deadline.
-            let bound = self.grace + 2 * birdc::DEADLINE + POLL;
-            let _ = tokio::time::timeout(bound, wait).await;
-        }
+        let bound = self.grace + SHUTDOWN_SLACK;
+        let _ = tokio::time::timeout(bound, async {
+            if self.stop.send(done).await.is_ok() {
+                let _ = wait.await;
+            }
+        })
+        .await;
     }
 
     pub fn status(&self) -> BgpStatus {
@@ -119,10 +118,17 @@ impl Bgp {
     }
 }
 
+/// What a stop may take beyond the grace time: the announcer finishing an
+/// exchange in flight, then the drain and the withdrawal, each within
+/// BIRD's deadline, with retries.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(20);
+
 struct Announcer {
     config: BgpConfig,
     status: Arc<Mutex<BgpStatus>>,
-    want: Announcement,
+    /// None until the agent's first announcement: a restarted agent does
+    /// not withdraw what the last one announced.
+    want: Option<Announcement>,
     /// The include file's text as last written.
     written: Option<String>,
     applied: bool,
@@ -133,32 +139,40 @@ impl Announcer {
         Self {
             config,
             status,
-            want: Announcement::default(),
+            want: None,
             written: None,
             applied: false,
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        // Nothing is written until the agent says what it can serve: a
-        // restarted agent does not withdraw what the last one announced.
+    async fn run(
+        mut self,
+        mut wanted: watch::Receiver<Option<BTreeSet<IpAddr>>>,
+        mut stop: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
         let mut poll = tokio::time::interval(POLL);
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Announce(vips)) => {
-                        self.want.vips = vips;
-                        self.apply().await;
-                    }
-                    Some(Command::Shutdown(done)) => {
+                biased;
+                done = stop.recv() => {
+                    if let Some(done) = done {
                         self.shut_down().await;
                         let _ = done.send(());
+                    }
+                    return;
+                }
+                changed = wanted.changed() => {
+                    if changed.is_err() {
                         return;
                     }
-                    None => return,
-                },
+                    let vips = wanted.borrow_and_update().clone();
+                    if let Some(vips) = vips {
+                        self.want = Some(Announcement { vips, draining: false });
+                        self.apply().await;
+                    }
+                }
                 _ = poll.tick() => {
-                    if !self.applied {
+                    if self.want.is_some() && !self.applied {
                         self.apply().await;
                     }
                     self.observe().await;
@@ -168,38 +182,51 @@ impl Announcer {
     }
 
     async fn shut_down(&mut self) {
-        if !self.want.vips.is_empty() {
-            self.want.draining = true;
-            self.apply().await;
-            tracing::info!(grace = ?self.config.shutdown_grace, "VIPs announced with GRACEFUL_SHUTDOWN before they are withdrawn");
-            tokio::time::sleep(self.config.shutdown_grace).await;
+        let Some(want) = &mut self.want else {
+            // Nothing written yet: what BIRD has is the last agent's; leave it.
+            return;
+        };
+        if !want.vips.is_empty() {
+            want.draining = true;
+            if self.apply().await {
+                tracing::info!(grace = ?self.config.shutdown_grace, "VIPs announced with GRACEFUL_SHUTDOWN before they are withdrawn");
+                tokio::time::sleep(self.config.shutdown_grace).await;
+            }
         }
-        self.want = Announcement::default();
-        self.apply().await;
+        self.want = Some(Announcement::default());
+        // The withdrawal matters most: retried until BIRD takes it (the
+        // agent bounds the whole stop).
+        while !self.apply().await {
+            tokio::time::sleep(POLL).await;
+        }
         tracing::info!("VIPs withdrawn from BGP");
     }
 
     /// Writes the include for what is wanted (when it changed) and has BIRD
-    /// read it.
-    async fn apply(&mut self) {
-        let text = render(&self.config, &self.want);
+    /// read it; says whether BIRD took it.
+    async fn apply(&mut self) -> bool {
+        let Some(want) = &self.want else {
+            return false;
+        };
+        let text = render(&self.config, want);
         if self.written.as_ref() != Some(&text) {
             if let Err(e) = write_atomically(&self.config.include, &text) {
                 let error = format!("cannot write {}: {e}", self.config.include.display());
                 tracing::error!(%error, "BGP announcement not changed");
                 self.set_error(Some(error), false);
-                return;
+                return false;
             }
             self.written = Some(text);
             self.applied = false;
         }
         if self.applied {
-            return;
+            return true;
         }
         match birdc::command(&self.config.bird_socket, "configure").await {
             Ok(_) => {
-                tracing::info!(vips = ?self.want.vips, draining = self.want.draining, "BIRD reconfigured");
+                tracing::info!(vips = ?want.vips, draining = want.draining, "BIRD reconfigured");
                 self.set_error(None, true);
+                true
             }
             Err(e) => {
                 let error = e.to_string();
@@ -208,6 +235,7 @@ impl Announcer {
                     tracing::error!(%error, "BGP announcement not applied; retrying every second");
                 }
                 self.set_error(Some(error), false);
+                false
             }
         }
     }
@@ -217,21 +245,21 @@ impl Announcer {
         let mut status = self.status.lock().expect("bgp status lock");
         status.error = error;
         status.applied = applied;
-        status.announced = self.want.vips.iter().copied().collect();
-        status.draining = self.want.draining;
+        if let Some(want) = &self.want {
+            status.announced = want.vips.iter().copied().collect();
+            status.draining = want.draining;
+        }
     }
 
     /// Reads BIRD's version, the sessions halb configured and their BFD.
     async fn observe(&mut self) {
         let socket = &self.config.bird_socket;
-        let Ok(version) = birdc::command(socket, "show status").await else {
-            let mut status = self.status.lock().expect("bgp status lock");
-            status.bird = None;
-            for session in &mut status.sessions {
-                session.state = "unknown".to_owned();
-                session.bfd = None;
+        let version = match birdc::command(socket, "show status").await {
+            Ok(version) => version,
+            Err(e) => {
+                self.bird_gone(e.to_string());
+                return;
             }
-            return;
         };
         let protocols = birdc::command(socket, "show protocols").await.ok();
         let bfd = if self.config.neighbors.iter().any(|n| n.bfd) {
@@ -261,6 +289,24 @@ impl Announcer {
         let mut status = self.status.lock().expect("bgp status lock");
         status.bird = version.with_code(1000).next().map(str::to_owned);
         status.sessions = sessions;
+    }
+}
+
+impl Announcer {
+    /// BIRD does not answer: what it runs is unknown, and it is configured
+    /// again once back (a BIRD restarted with another include, say).
+    fn bird_gone(&mut self, error: String) {
+        if self.want.is_some() {
+            self.applied = false;
+        }
+        let mut status = self.status.lock().expect("bgp status lock");
+        status.bird = None;
+        status.applied = false;
+        status.error = Some(error);
+        for session in &mut status.sessions {
+            session.state = "unknown".to_owned();
+            session.bfd = None;
+        }
     }
 }
 
@@ -299,6 +345,9 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     }
     let temporary = path.with_extension("halb-new");
     std::fs::write(&temporary, text)?;
+    // Readable by BIRD's own user whatever halb's umask.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))?;
     std::fs::rename(&temporary, path)
 }
 
