@@ -15,7 +15,7 @@ use std::{
 };
 
 use halb_tests::{
-    ecmp::{Ecmp, node_addr},
+    ecmp::Ecmp,
     failover_load::{FailoverLoad, LoadSpec, Progress},
 };
 
@@ -73,24 +73,10 @@ pub fn run(halb: &Path, web: &Path) -> anyhow::Result<()> {
     }
     // A node left without a usable backend withdraws, and comes back.
     let before = load.progress();
-    for b in 0..3 {
-        agents[0].ctl(&[
-            "backend",
-            "drain",
-            "web",
-            &format!("198.18.1.{}:80", 11 + b),
-        ]);
-    }
+    Ecmp::set_backends(&agents[0], "drain");
     wait_hops(&topo, &[1, 2], Duration::from_secs(10))?;
     settle(&load)?;
-    for b in 0..3 {
-        agents[0].ctl(&[
-            "backend",
-            "enable",
-            "web",
-            &format!("198.18.1.{}:80", 11 + b),
-        ]);
-    }
+    Ecmp::set_backends(&agents[0], "enable");
     wait_hops(&topo, &all, Duration::from_secs(10))?;
     settle(&load)?;
     broken.drained = lost(&before, &load.progress());
@@ -161,19 +147,15 @@ fn lost(before: &Progress, after: &Progress) -> usize {
 
 /// Waits (polling every 5 ms) until the router's route goes through `want`.
 fn wait_hops(topo: &Ecmp, want: &[usize], timeout: Duration) -> anyhow::Result<()> {
-    let mut want: Vec<String> = want.iter().map(|i| node_addr(*i)).collect();
-    want.sort();
     let deadline = Instant::now() + timeout;
     loop {
-        let mut got = topo.next_hops();
-        got.sort();
-        if got == want {
-            return Ok(());
+        match topo.routes_through(want) {
+            Ok(()) => return Ok(()),
+            Err(got) if Instant::now() > deadline => {
+                anyhow::bail!("next hops {got:?}, want nodes {want:?} after {timeout:?}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
-        if Instant::now() > deadline {
-            anyhow::bail!("next hops {got:?}, want {want:?} after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

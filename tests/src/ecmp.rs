@@ -171,21 +171,35 @@ impl Ecmp {
             .collect()
     }
 
+    /// Whether the router's route to the VIP goes through exactly the nodes
+    /// `want` (by index); Err says which it goes through.
+    pub fn routes_through(&self, want: &[usize]) -> Result<(), Vec<String>> {
+        let mut want: Vec<String> = want.iter().map(|i| node_addr(*i)).collect();
+        want.sort();
+        let mut got = self.next_hops();
+        got.sort();
+        if got == want { Ok(()) } else { Err(got) }
+    }
+
     /// Waits until the router's route to the VIP goes through exactly the
     /// nodes `want` (by index).
     pub fn wait_next_hops(&self, want: &[usize], timeout: Duration) {
-        let mut want: Vec<String> = want.iter().map(|i| node_addr(*i)).collect();
-        want.sort();
         wait::until("the router's next hops for the VIP", timeout, || {
-            let mut got = self.next_hops();
-            got.sort();
-            (got == want).then_some(()).ok_or_else(|| {
+            self.routes_through(want).map_err(|got| {
                 format!(
-                    "next hops {got:?}, want {want:?}; router BIRD: {}",
+                    "next hops {got:?}, want nodes {want:?}; router BIRD: {}",
                     self.router_bird.birdc("show protocols")
                 )
             })
         });
+    }
+
+    /// `halb backend VERB` (drain or enable) for every backend of the web
+    /// service on `agent`.
+    pub fn set_backends(agent: &Agent, verb: &str) {
+        for b in 0..3 {
+            agent.ctl(&["backend", verb, "web", &format!("198.18.1.{}:80", 11 + b)]);
+        }
     }
 }
 

@@ -152,23 +152,9 @@ fn flows_spread_over_three_nodes_and_a_drained_stopped_or_killed_node_breaks_non
 
     let load = load(&topo);
     // A node whose backends are all drained cannot serve: withdrawn.
-    for b in 0..3 {
-        agents[1].ctl(&[
-            "backend",
-            "drain",
-            "web",
-            &format!("198.18.1.{}:80", 11 + b),
-        ]);
-    }
+    Ecmp::set_backends(&agents[1], "drain");
     topo.wait_next_hops(&[0, 2], Duration::from_secs(5));
-    for b in 0..3 {
-        agents[1].ctl(&[
-            "backend",
-            "enable",
-            "web",
-            &format!("198.18.1.{}:80", 11 + b),
-        ]);
-    }
+    Ecmp::set_backends(&agents[1], "enable");
     topo.wait_next_hops(&[0, 1, 2], Duration::from_secs(5));
     answered_more(&load, 300);
 
@@ -258,11 +244,7 @@ fn a_bird_that_is_gone_or_refuses_the_config_shows_in_status() {
     let mut topo = Ecmp::build(1, web());
     let agent = topo.start_halb(0, "");
     topo.wait_next_hops(&[0], Duration::from_secs(20));
-    let set_all = |verb: &str| {
-        for b in 0..3 {
-            agent.ctl(&["backend", verb, "web", &format!("198.18.1.{}:80", 11 + b)]);
-        }
-    };
+    let set_all = |verb: &str| Ecmp::set_backends(&agent, verb);
 
     // A BIRD that hangs holds up nothing, and gets the latest state once
     // it answers again: the VIP withdrawn, after changes both ways.

@@ -183,6 +183,15 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> 
 
 /// New connections to the VIP from the client, `n` of them; every one must
 /// be answered. Returns the set of backends that did.
+/// Ctrl-C to the lab; its exit status once it has torn down.
+fn stop_lab(lab: &mut ChildGuard, timeout: Duration) -> std::process::ExitStatus {
+    lab.signal(libc::SIGINT);
+    halb_tests::wait::until("the lab stops after SIGINT", timeout, || {
+        lab.try_exit_status()
+            .ok_or_else(|| "still running".to_owned())
+    })
+}
+
 fn ask_vip(n: usize) -> std::collections::BTreeSet<String> {
     (0..n)
         .map(|_| in_client(&["curl", "-sS", "--max-time", "5", &format!("http://{VIP}/")]))
@@ -293,16 +302,7 @@ fn lab_comes_up_works_and_tears_down_on_ctrl_c() {
         lab.lines().snapshot().join("\n")
     );
 
-    lab.signal(libc::SIGINT);
-    let mut status = None;
-    for _ in 0..200 {
-        status = lab.try_exit_status();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = status.expect("lab did not stop within 10 s of SIGINT");
+    let status = stop_lab(&mut lab, Duration::from_secs(10));
     assert!(
         status.success(),
         "lab exited with {status}:\n{}",
@@ -462,16 +462,7 @@ fn ecmp_lab_spreads_over_three_nodes_survives_a_dead_one_and_tears_down() {
         "the VIP's answers through node2 and node3"
     );
 
-    lab.signal(libc::SIGINT);
-    let mut status = None;
-    for _ in 0..300 {
-        status = lab.try_exit_status();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = status.expect("ecmp lab did not stop within 15 s of SIGINT");
+    let status = stop_lab(&mut lab, Duration::from_secs(15));
     assert!(
         status.success(),
         "lab exited with {status}:\n{}",

@@ -290,15 +290,11 @@ impl Announcer {
         status.bird = version.with_code(1000).next().map(str::to_owned);
         status.sessions = sessions;
     }
-}
 
-impl Announcer {
     /// BIRD does not answer: what it runs is unknown, and it is configured
     /// again once back (a BIRD restarted with another include, say).
     fn bird_gone(&mut self, error: String) {
-        if self.want.is_some() {
-            self.applied = false;
-        }
+        self.applied = false;
         let mut status = self.status.lock().expect("bgp status lock");
         status.bird = None;
         status.applied = false;

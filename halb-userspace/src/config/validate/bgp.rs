@@ -153,14 +153,14 @@ pub(super) fn bgp(
         None => DEFAULT_SHUTDOWN_GRACE,
         Some(v) => parse_duration_at(v, "shutdown_grace", errors).unwrap_or(DEFAULT_SHUTDOWN_GRACE),
     };
+    // Sessions need this node's AS (reported above when missing or wrong).
+    if !neighbors.is_empty() && local_as.is_none() {
+        return None;
+    }
     Some(BgpConfig {
         include,
         bird_socket,
-        local_as: if neighbors.is_empty() {
-            local_as
-        } else {
-            Some(local_as?)
-        },
+        local_as,
         neighbors,
         bfd_interval,
         bfd_multiplier,
